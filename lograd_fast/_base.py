@@ -1,0 +1,462 @@
+"""Distribution base class: validation, broadcasting, allocation, backend choice.
+
+A family subclass provides only its description (:class:`Family`) and its maths;
+everything shape- and backend-related happens once, here.
+
+Shapes
+------
+Each parameter has ``event_ndims`` trailing *atom* dims (0 for ``loc``, 1 for
+``logits``).  The leading dims of all parameters broadcast to the *atom batch*
+``full_shape``; ``B = prod(full_shape)`` atoms are drawn per sample.  A
+distribution with ``event_ndims=k`` reinterprets the last ``k`` dims of
+``full_shape`` as its event: ``batch_shape = full_shape[:-k]``, log-probs and
+entropies are summed over those dims.
+
+* ``sample(n)``           -> ``(n, *full_shape, *sample_event_shape)``
+* ``log_prob(x)``         -> ``(n, *batch_shape)``
+* ``score(x)[name]``      -> ``(n, *full_shape, *param_event_shape)``
+* ``entropy()``           -> ``batch_shape``
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _kernels, numpy_backend
+
+BACKENDS = ("cpu", "cuda", "numpy")
+_MAX_SEED = 2**64 - 1
+_MAX_STREAM = 2**32 - 1
+_MAX_ATOMS = 2**62
+
+
+class CudaUnavailableError(ValueError):
+    """``backend="cuda"`` was asked for on a machine without a usable CUDA target."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the generic machinery needs to know about a family.
+
+    ``params_cls``   NamedTuple of the kernel record: user parameters first (in
+                     ``param_names`` order), then derived/constant fields.
+    ``scores_cls``   NamedTuple with one field per user parameter.
+    ``param_event_ndims``  per user parameter, its trailing atom dims.
+    ``prepare``      ``(dict of broadcast, flattened arrays) -> dict`` of the extra
+                     record fields (derived quantities, in float64); validates the
+                     parameter domain and raises ``ValueError`` naming the argument.
+    ``numpy_ops``    the vectorised maths (an object with ``sample``, ``log_prob``,
+                     ``score``, ``sample_score``, ``entropy``, ``kl``).
+    ``sample_event_shape``  ``(record) -> tuple``: trailing dims of one atom's sample.
+    ``discrete``     samples are int64 category/count values.
+    """
+
+    name: str
+    params_cls: type
+    scores_cls: type
+    param_names: tuple[str, ...]
+    param_event_ndims: tuple[int, ...]
+    prepare: Callable[[dict], dict]
+    numpy_ops: Any
+    sample_event_shape: Callable[[Any], tuple] = lambda p: ()
+    discrete: bool = False
+
+
+# ----------------------------------------------------------------------------- helpers
+def cuda_backend():
+    """The CUDA driver module, or :class:`CudaUnavailableError` saying how to get one."""
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        raise CudaUnavailableError(
+            f"backend='cuda' is not available: numba.cuda cannot be imported ({exc}). "
+            "Install the CUDA extra (pip install 'lograd_fast[cuda]') on a machine with an "
+            "NVIDIA GPU, or set NUMBA_ENABLE_CUDASIM=1 before importing numba to run the "
+            "CUDA kernels in the (slow) simulator.") from exc
+    _cuda.require()
+    return _cuda
+
+
+def as_float_param(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float32/float64 array (ints promote to float64); TypeError otherwise."""
+    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        value = value.copy_to_host() if hasattr(value, "copy_to_host") else np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # e.g. ragged lists
+        raise TypeError(f"{name} must be array-like of floats, got {type(value).__name__}") from exc
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)  # long double
+    return arr
+
+
+def common_dtype(arrays: list[np.ndarray], scalars: list[bool]) -> np.dtype:
+    """float32 if every *array* parameter is float32 (Python scalars don't upcast)."""
+    kinds = [a.dtype for a, s in zip(arrays, scalars) if not s]
+    if kinds and all(k == np.float32 for k in kinds):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def check_finite(arr: np.ndarray, name: str, allow_neg_inf: bool = False) -> None:
+    if allow_neg_inf:
+        bad = np.isnan(arr) | (arr == np.inf)
+    else:
+        bad = ~np.isfinite(arr)
+    if bad.any():
+        what = "NaN or +inf" if allow_neg_inf else "NaN or inf"
+        raise ValueError(f"{name} contains {what} values (first at index "
+                         f"{np.unravel_index(np.argmax(bad), arr.shape)})")
+
+
+def check_n(n: Any) -> int | None:
+    if n is None:
+        return None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be a positive int or None, got {n!r}")
+    n = int(n)
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    return n
+
+
+def check_seed(seed: Any, stream: Any) -> tuple:
+    for name, value, hi in (("seed", seed, _MAX_SEED), ("stream", stream, _MAX_STREAM)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be a non-negative int, got {value!r}")
+        if not 0 <= int(value) <= hi:
+            raise ValueError(f"{name} must be in [0, {hi}], got {value}")
+    seed = int(seed)
+    return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(int(stream)))
+
+
+def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str) -> None:
+    if not isinstance(out, np.ndarray) and not hasattr(out, "__cuda_array_interface__"):
+        raise TypeError(f"{name} must be an array, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if np.dtype(out.dtype) != np.dtype(dtype):
+        raise ValueError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
+    if isinstance(out, np.ndarray) and not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"{name} must be a writeable C-contiguous array")
+
+
+# ----------------------------------------------------------------------------- the class
+class Distribution:
+    """Base class of every lograd_fast distribution.
+
+    Subclasses set ``family`` and call :meth:`_setup` from ``__init__``.
+    """
+
+    family: Family
+
+    # -- construction -------------------------------------------------------------
+    def _setup(self, params: dict, extra: dict | None = None, *, event_ndims: int = 0,
+               backend: str = "cpu") -> None:
+        fam = self.family
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral) \
+                or event_ndims < 0:
+            raise ValueError(f"event_ndims must be a non-negative int, got {event_ndims!r}")
+        extra = extra or {}
+        arrays = [as_float_param(params[k], k) for k in fam.param_names]
+        scalars = [np.ndim(params[k]) == 0 and not isinstance(params[k], np.ndarray)
+                   for k in fam.param_names]
+        dtype = common_dtype(arrays, scalars)
+        arrays = [a.astype(dtype, copy=False) for a in arrays]
+        ends = dict(zip(fam.param_names, fam.param_event_ndims))
+        # broadcast the leading (atom batch) dims of every parameter and extra field
+        lead = {}
+        for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
+            k = ends.get(name, 1 if name in extra else 0)
+            if arr.ndim < k:
+                raise ValueError(f"{name} must have at least {k} dimension(s), got shape {arr.shape}")
+            lead[name] = arr.shape[: arr.ndim - k]
+        try:
+            full_shape = np.broadcast_shapes(*lead.values())
+        except ValueError:
+            raise ValueError("parameter shapes do not broadcast: "
+                             + ", ".join(f"{k}{tuple(v)}" for k, v in lead.items())) from None
+        if event_ndims > len(full_shape):
+            raise ValueError(f"event_ndims={event_ndims} exceeds the parameters' "
+                             f"{len(full_shape)} batch dims {full_shape}")
+        self._user_params = dict(zip(fam.param_names, arrays))
+        self.dtype = dtype
+        self.backend = backend
+        self.event_ndims = int(event_ndims)
+        self.full_shape = tuple(full_shape)
+        self.batch_shape = self.full_shape[: len(full_shape) - event_ndims]
+        self._B = math.prod(full_shape)
+        self._E = math.prod(full_shape[len(full_shape) - event_ndims:])
+        flat = {}
+        for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
+            k = ends.get(name, 1 if name in extra else 0)
+            tail = arr.shape[arr.ndim - k:]
+            full = np.broadcast_to(arr, full_shape + tail)
+            flat[name] = np.array(full, order="C").reshape((self._B,) + tail)  # own copy
+        for name in fam.param_names:
+            check_finite(flat[name], name, allow_neg_inf=name == "logits")
+        derived = fam.prepare(flat)
+        fields = {**flat, **derived}
+        for arr in fields.values():
+            # read-only: the record is immutable, and every record of a family then
+            # has one Numba type per dtype (one compiled kernel, not two)
+            arr.flags.writeable = False
+        self._record = fam.params_cls(**fields)
+        self._param_tail = {name: flat[name].shape[1:] for name in fam.param_names}
+        self.sample_event_shape = tuple(fam.sample_event_shape(self._record))
+        self.event_shape = self.full_shape[len(self.batch_shape):] + self.sample_event_shape
+        self._sample_dtype = np.dtype(np.int64) if fam.discrete else dtype
+        self._device_record = None
+        if backend == "cuda":
+            _cuda = cuda_backend()
+            self._device_record = _cuda.to_device_record(self._record)
+
+    # -- public properties --------------------------------------------------------
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The unconstrained parameters as passed (converted to arrays of ``dtype``)."""
+        return dict(self._user_params)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(batch_shape={self.batch_shape}, "
+                f"event_shape={self.event_shape}, dtype={self.dtype.name}, "
+                f"backend={self.backend!r})")
+
+    # -- shapes --------------------------------------------------------------------
+    def _x_shape(self, n: int | None) -> tuple:
+        lead = () if n is None else (n,)
+        return lead + self.full_shape + self.sample_event_shape
+
+    def _lp_shape(self, n: int | None) -> tuple:
+        return (() if n is None else (n,)) + self.batch_shape
+
+    def _score_shapes(self, n: int | None) -> dict:
+        lead = () if n is None else (n,)
+        return {k: lead + self.full_shape + tail for k, tail in self._param_tail.items()}
+
+    def _alloc(self, shape: tuple, dtype: np.dtype):
+        if self.backend == "cuda":
+            return cuda_backend().empty(shape, dtype)
+        return np.empty(shape, dtype)
+
+    def _outputs(self, n: int | None, out: Any, want_x: bool, want_lp: bool, want_s: bool):
+        """Allocate (or check the caller's ``out``) the arrays of one call."""
+        shapes = []
+        if want_x:
+            shapes.append(("x", self._x_shape(n), self._sample_dtype))
+        if want_lp:
+            shapes.append(("log_prob", self._lp_shape(n), self.dtype))
+        if want_s:
+            shapes.append(("score", self._score_shapes(n), self.dtype))
+        if out is None:
+            given = [None] * len(shapes)
+        elif len(shapes) == 1:
+            given = [out]
+        else:
+            if not isinstance(out, (tuple, list)) or len(out) != len(shapes):
+                raise TypeError(f"out must be a tuple of {len(shapes)} items "
+                                f"({', '.join(s[0] for s in shapes)}) like the return value")
+            given = list(out)
+        result = []
+        for (what, shape, dtype), arr in zip(shapes, given):
+            if what == "score":
+                if arr is None:
+                    arr = {k: self._alloc(v, dtype) for k, v in shape.items()}
+                else:
+                    if not isinstance(arr, dict) or set(arr) != set(shape):
+                        raise TypeError(f"out for the score must be a dict with keys {sorted(shape)}")
+                    for k, v in shape.items():
+                        check_out(arr[k], v, dtype, f"out[{k!r}]")
+            elif arr is None:
+                arr = self._alloc(shape, dtype)
+            else:
+                check_out(arr, shape, dtype, f"out ({what})")
+            result.append(arr)
+        return result
+
+    def _flat_scores(self, s: dict, n_atoms: int):
+        return self.family.scores_cls(**{
+            k: s[k].reshape((n_atoms,) + self._param_tail[k]) for k in self.family.param_names})
+
+    def _kernel_record(self):
+        return self._device_record if self.backend == "cuda" else self._record
+
+    def _driver(self):
+        return cuda_backend() if self.backend == "cuda" else _kernels
+
+    # -- validation of samples passed in --------------------------------------------
+    def _check_x(self, x: Any) -> tuple[Any, int | None]:
+        """Return ``x`` as a contiguous array of the sample dtype and its ``n``."""
+        if self.backend == "cuda" and hasattr(x, "__cuda_array_interface__") \
+                and not isinstance(x, np.ndarray):
+            return cuda_backend().check_device_x(self, x)
+        try:
+            x = np.asarray(x)
+        except Exception as exc:
+            raise TypeError(f"x must be array-like, got {type(x).__name__}") from exc
+        if x.dtype == np.bool_ or x.dtype.kind not in "iuf":
+            raise TypeError(f"x must have a real numeric dtype, got {x.dtype}")
+        core = self.full_shape + self.sample_event_shape
+        k = len(core)
+        if x.ndim < k or x.shape[x.ndim - k:] != core:
+            try:
+                target = np.broadcast_shapes(x.shape, core)
+            except ValueError:
+                raise ValueError(f"x has shape {x.shape}; expected (..., *{core}) "
+                                 f"(sample dims then batch and event dims {core})") from None
+            x = np.broadcast_to(x, target)
+        lead = x.shape[: x.ndim - k]
+        if len(lead) > 1:
+            raise ValueError(f"x has shape {x.shape}: at most one leading sample axis is "
+                             f"supported before the batch and event dims {core}")
+        n = lead[0] if lead else None
+        if self.family.discrete:
+            if x.dtype.kind == "f":
+                if not np.all(np.isfinite(x)) or np.any(x != np.floor(x)):
+                    raise ValueError("x must hold integer values for a discrete distribution")
+            x = x.astype(np.int64, copy=False)
+        else:
+            if np.isnan(x).any():
+                raise ValueError("x contains NaN")
+            x = x.astype(self.dtype, copy=False)
+        x = np.ascontiguousarray(x)
+        self._check_support(x)
+        return x, n
+
+    def _check_support(self, x: np.ndarray) -> None:
+        """Families override to reject values that are not valid indices (ValueError)."""
+
+    # -- the operations ---------------------------------------------------------------
+    def sample(self, n: int | None = None, seed: int = 0, *, stream: int = 0, out: Any = None):
+        """Draw ``n`` samples: shape ``(n, *batch_shape, *event_shape)`` (no ``n`` axis if None).
+
+        ``seed`` (0 <= seed < 2**64) and ``stream`` (0 <= stream < 2**32) select an
+        independent Philox stream; the result is identical on every backend and
+        for any number of threads.
+        """
+        n = check_n(n)
+        key = check_seed(seed, stream) + (np.int64(0),)
+        (x,) = self._outputs(n, out, True, False, False)
+        n_atoms = (n or 1) * self._B
+        if n_atoms > _MAX_ATOMS:
+            raise ValueError(f"n={n} draws {n_atoms} atoms, more than 2**62")
+        if self.backend == "numpy":
+            x[...] = self.family.numpy_ops.sample(self._record, key, n_atoms, self._B,
+                                                  self.dtype).reshape(x.shape)
+            return x
+        self._driver().sample(self._kernel_record(), key, x.reshape((n_atoms,) + self.sample_event_shape),
+                              self._B)
+        return x
+
+    def log_prob(self, x: Any, *, out: Any = None):
+        """Log density (or mass) of ``x``; shape ``(n, *batch_shape)``.
+
+        ``x`` has shape ``(n, *batch_shape, *event_shape)`` or ``(*batch_shape,
+        *event_shape)``, or broadcasts to it.
+        """
+        x, n = self._check_x(x)
+        (lp,) = self._outputs(n, out, False, True, False)
+        n_atoms = (n or 1) * self._B
+        if self.backend == "numpy":
+            atoms = self.family.numpy_ops.log_prob(self._record, x.reshape((n_atoms,) + self.sample_event_shape),
+                                                   self._B)
+            lp[...] = atoms.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
+            return lp
+        self._driver().log_prob(self._kernel_record(), self._flat_x(x, n_atoms),
+                                lp.reshape(n_atoms // self._E), self._B, self._E)
+        return lp
+
+    def _flat_x(self, x, n_atoms):
+        return x.reshape((n_atoms,) + self.sample_event_shape)
+
+    def score(self, x: Any, *, out: dict | None = None) -> dict:
+        """Closed-form ``d log p(x) / d param`` for every unconstrained parameter.
+
+        Returns ``{name: array}`` with shapes ``(n, *full_shape, *param_event_shape)``:
+        the derivative of the log-prob of each sample w.r.t. the broadcast
+        parameter (sum over broadcast axes to get the derivative w.r.t. the
+        parameter as passed).
+        """
+        x, n = self._check_x(x)
+        (s,) = self._outputs(n, out, False, False, True)
+        n_atoms = (n or 1) * self._B
+        if self.backend == "numpy":
+            got = self.family.numpy_ops.score(self._record, self._flat_x(x, n_atoms), self._B)
+            for k in s:
+                s[k][...] = got[k].reshape(s[k].shape)
+            return s
+        self._driver().score(self._kernel_record(), self._flat_x(x, n_atoms),
+                             self._flat_scores(s, n_atoms), self._B)
+        return s
+
+    def sample_and_score(self, n: int | None = None, seed: int = 0, *, stream: int = 0,
+                         out: Any = None):
+        """Fused draw: ``(x, log_prob(x), score(x))`` in one pass over memory.
+
+        ``out`` may be a tuple ``(x, log_prob, {name: score})`` of arrays to fill.
+        The samples are exactly those of :meth:`sample` with the same seed.
+        """
+        n = check_n(n)
+        key = check_seed(seed, stream) + (np.int64(0),)
+        x, lp, s = self._outputs(n, out, True, True, True)
+        n_atoms = (n or 1) * self._B
+        if n_atoms > _MAX_ATOMS:
+            raise ValueError(f"n={n} draws {n_atoms} atoms, more than 2**62")
+        if self.backend == "numpy":
+            xs, lps, ss = self.family.numpy_ops.sample_score(self._record, key, n_atoms, self._B,
+                                                              self.dtype)
+            x[...] = xs.reshape(x.shape)
+            lp[...] = lps.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
+            for k in s:
+                s[k][...] = ss[k].reshape(s[k].shape)
+            return x, lp, s
+        self._driver().sample_score(self._kernel_record(), key, self._flat_x(x, n_atoms),
+                                    self._flat_scores(s, n_atoms),
+                                    lp.reshape(n_atoms // self._E), self._B, self._E)
+        return x, lp, s
+
+    def entropy(self) -> np.ndarray:
+        """Differential entropy (or Shannon entropy), summed over event dims: ``batch_shape``."""
+        out = np.empty(self.batch_shape, np.float64)
+        if self.backend == "numpy":
+            ent = self.family.numpy_ops.entropy(self._record)
+            out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
+        else:
+            _kernels.entropy(self._record, out.reshape(-1), self._E)
+        return out.astype(self.dtype)
+
+    def kl(self, other: Distribution) -> np.ndarray:
+        """KL(self || other), summed over event dims; shapes must broadcast equally."""
+        if type(other) is not type(self):
+            raise TypeError(f"kl needs another {type(self).__name__}, got {type(other).__name__}")
+        if other.full_shape != self.full_shape or other.event_ndims != self.event_ndims:
+            raise ValueError(f"kl: shapes differ ({self.full_shape}, event_ndims="
+                             f"{self.event_ndims}) vs ({other.full_shape}, event_ndims="
+                             f"{other.event_ndims})")
+        if other.sample_event_shape != self.sample_event_shape:
+            raise ValueError(f"kl: event shapes differ {self.sample_event_shape} vs "
+                             f"{other.sample_event_shape}")
+        q = other._record
+        p = self._record
+        if p.__class__ is not q.__class__ or other.dtype != self.dtype:
+            q = type(p)(*(np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(q, p)))
+        out = np.empty(self.batch_shape, np.float64)
+        if self.backend == "numpy":
+            kl = self.family.numpy_ops.kl(p, q)
+            out[...] = kl.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
+        else:
+            _kernels.kl(p, q, out.reshape(-1), self._E)
+        return out.astype(self.dtype)

@@ -1,0 +1,93 @@
+"""On-disk cache of compiled kernels, keyed on a hash of the package sources.
+
+Numba's own cache validates an entry against the source file of the cached
+function only.  Our drivers live in ``_kernels.py`` but inline maths from
+``_rng.py`` and ``families/*.py``; an edit there would silently reuse stale
+machine code.  The locator below files every kernel of this package under
+``<cache root>/<sha256 of all package sources>/`` and uses that hash as the
+freshness stamp, so any edit anywhere in the package starts a fresh cache.
+
+Cache root: ``$LOGRAD_FAST_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/lograd_fast``,
+else ``$XDG_CACHE_HOME/lograd_fast`` (``~/.cache/lograd_fast``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from numba.core import caching as _caching
+from numba.core.caching import _CacheLocator
+
+# numba >= 0.61 calls it CacheImpl, older releases _CacheImpl
+_CacheImpl = getattr(_caching, "CacheImpl", None) or getattr(_caching, "_CacheImpl")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_hash() -> str:
+    """SHA-256 (first 16 hex digits) of every ``.py`` file of the package."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    if os.environ.get("LOGRAD_FAST_CACHE_DIR"):
+        return Path(os.environ["LOGRAD_FAST_CACHE_DIR"])
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"]) / "lograd_fast"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "lograd_fast"
+
+
+SOURCE_HASH = source_hash()
+
+
+def cache_dir() -> Path:
+    """The directory that holds this version's compiled kernels."""
+    return cache_root() / SOURCE_HASH
+
+
+class PackageHashLocator(_CacheLocator):
+    """Numba cache locator for functions defined inside lograd_fast."""
+
+    def __init__(self, py_func, py_file):
+        self._lineno = py_func.__code__.co_firstlineno
+        rel = Path(py_file).resolve().relative_to(PACKAGE_DIR)
+        self._tag = str(rel.with_suffix("")).replace(os.sep, ".")
+        self._cache_path = str(cache_dir())
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_source_stamp(self):
+        return SOURCE_HASH
+
+    def get_disambiguator(self):
+        return f"{self._tag}-{self._lineno}"
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        try:
+            Path(py_file).resolve().relative_to(PACKAGE_DIR)
+        except (ValueError, OSError):
+            return None
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            return None  # unwritable: Numba falls back to its own locators
+        return self
+
+
+def install() -> None:
+    """Put our locator first in Numba's list (idempotent)."""
+    if PackageHashLocator not in _CacheImpl._locator_classes:
+        _CacheImpl._locator_classes.insert(0, PackageHashLocator)
+
+
+install()

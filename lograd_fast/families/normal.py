@@ -1,0 +1,212 @@
+r"""Normal (Gaussian) distribution, parametrised by ``loc`` and ``log_scale``.
+
+.. math::
+
+    \log p(x) = -\tfrac12 z^2 - \log\sigma - \tfrac12\log 2\pi,
+    \qquad z = (x - \mu)/\sigma,\ \sigma = e^{\texttt{log\_scale}}
+
+Scores (closed form, w.r.t. the unconstrained parameters):
+
+* ``d/d loc       = z / sigma``
+* ``d/d log_scale = z**2 - 1``
+
+Entropy ``1/2 + log(2 pi)/2 + log_scale``;
+``KL(p||q) = expm1(2d)/2 - d + ((mu_p - mu_q)/sigma_q)**2 / 2`` with
+``d = log_scale_p - log_scale_q`` (written with expm1 so it is accurate for p ~ q).
+Support: the real line.  Sampling: ``x = mu + sigma z`` with the ziggurat normal.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _math as m
+from .. import numpy_backend as npb
+from .._base import Distribution, Family
+from .._dispatch import register
+from .._jit import jitable
+from .._rng import std_normal
+
+HALF_LOG_2PI = 0.9189385332046727
+
+
+class NormalParams(NamedTuple):
+    loc: np.ndarray  # (B,) float32/64
+    log_scale: np.ndarray  # (B,)
+    scale: np.ndarray  # (B,) float64, exp(log_scale)
+    inv_scale: np.ndarray  # (B,) float64, exp(-log_scale)
+
+
+class NormalScores(NamedTuple):
+    loc: np.ndarray
+    log_scale: np.ndarray
+
+
+# --------------------------------------------------------------------------- formulas
+# Array-friendly helpers: scalars in compiled code, whole arrays in the numpy backend.
+@jitable
+def _log_prob_z(z, log_scale):
+    return -0.5 * z * z - log_scale - HALF_LOG_2PI
+
+
+@jitable
+def _entropy(log_scale):
+    return 0.5 + HALF_LOG_2PI + log_scale
+
+
+@jitable
+def _kl(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q):
+    d = log_scale_p - log_scale_q
+    m_ = (loc_p - loc_q) * inv_scale_q
+    return 0.5 * m.expm1(2.0 * d) - d + 0.5 * m_ * m_
+
+
+# --------------------------------------------------------------------------- scalar maths
+class scalar:
+    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+
+    @staticmethod
+    @jitable
+    def sample1(p, b, st, x, i):
+        z, _ = std_normal(x, st, 0)
+        x[i] = p.loc[b] + p.scale[b] * np.float64(z)
+
+    @staticmethod
+    @jitable
+    def log_prob1(p, b, x, i):
+        z = (np.float64(x[i]) - np.float64(p.loc[b])) * p.inv_scale[b]
+        return _log_prob_z(z, np.float64(p.log_scale[b]))
+
+    @staticmethod
+    @jitable
+    def score1(p, b, x, i, s):
+        z = (np.float64(x[i]) - np.float64(p.loc[b])) * p.inv_scale[b]
+        s.loc[i] = z * p.inv_scale[b]
+        s.log_scale[i] = z * z - 1.0
+
+    @staticmethod
+    @jitable
+    def sample_score1(p, b, st, x, i, s):
+        z32, _ = std_normal(x, st, 0)
+        z = np.float64(z32)
+        x[i] = p.loc[b] + p.scale[b] * z
+        s.loc[i] = z * p.inv_scale[b]
+        s.log_scale[i] = z * z - 1.0
+        return _log_prob_z(z, np.float64(p.log_scale[b]))
+
+    @staticmethod
+    @jitable
+    def entropy1(p, b):
+        return _entropy(np.float64(p.log_scale[b]))
+
+    @staticmethod
+    @jitable
+    def kl1(p, q, b):
+        return _kl(np.float64(p.loc[b]), np.float64(p.log_scale[b]),
+                   np.float64(q.loc[b]), np.float64(q.log_scale[b]), q.inv_scale[b])
+
+
+# --------------------------------------------------------------------------- numpy baseline
+class vectorised:
+    """The same maths on whole arrays (``backend="numpy"``)."""
+
+    @staticmethod
+    def _z(p, x, B):
+        b = np.arange(x.shape[0]) % B
+        return b, (x.astype(np.float64) - p.loc[b].astype(np.float64)) * p.inv_scale[b]
+
+    @staticmethod
+    def sample(p, key, n_atoms, B, dtype):
+        atoms, b = npb.atoms_and_batch(n_atoms, B)
+        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        return (p.loc[b] + p.scale[b] * z).astype(dtype)
+
+    @staticmethod
+    def log_prob(p, x, B):
+        b, z = vectorised._z(p, x, B)
+        return _log_prob_z(z, p.log_scale[b].astype(np.float64))
+
+    @staticmethod
+    def score(p, x, B):
+        b, z = vectorised._z(p, x, B)
+        return {"loc": z * p.inv_scale[b], "log_scale": z * z - 1.0}
+
+    @staticmethod
+    def sample_score(p, key, n_atoms, B, dtype):
+        atoms, b = npb.atoms_and_batch(n_atoms, B)
+        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        x = (p.loc[b] + p.scale[b] * z).astype(dtype)
+        lp = _log_prob_z(z, p.log_scale[b].astype(np.float64))
+        return x, lp, {"loc": z * p.inv_scale[b], "log_scale": z * z - 1.0}
+
+    @staticmethod
+    def entropy(p):
+        return _entropy(p.log_scale.astype(np.float64))
+
+    @staticmethod
+    def kl(p, q):
+        f = np.float64
+        return _kl(p.loc.astype(f), p.log_scale.astype(f), q.loc.astype(f),
+                   q.log_scale.astype(f), q.inv_scale)
+
+
+def _prepare(flat: dict) -> dict:
+    log_scale = flat["log_scale"].astype(np.float64)
+    scale = np.exp(log_scale)
+    inv_scale = np.exp(-log_scale)
+    bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
+    if bad.any():
+        raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
+                         f"(e.g. {log_scale[bad].ravel()[0]})")
+    return {"scale": scale, "inv_scale": inv_scale}
+
+
+FAMILY = Family(
+    name="Normal",
+    params_cls=NormalParams,
+    scores_cls=NormalScores,
+    param_names=("loc", "log_scale"),
+    param_event_ndims=(0, 0),
+    prepare=_prepare,
+    numpy_ops=vectorised,
+)
+register(NormalParams, scalar)
+
+
+class Normal(Distribution):
+    """Normal distribution ``N(loc, exp(log_scale)**2)``.
+
+    Parameters
+    ----------
+    loc, log_scale : array_like (float32 or float64; ints promote to float64)
+        Broadcast together to ``full_shape``.  Scores are w.r.t. these.
+    event_ndims : int
+        Number of trailing dims of ``full_shape`` treated as one event (a
+        diagonal multivariate normal): log-probs and entropies sum over them.
+    backend : {"cpu", "cuda", "numpy"}
+
+    Closed-form scores: ``d/dloc = (x - loc) / scale**2`` and
+    ``d/dlog_scale = ((x - loc) / scale)**2 - 1``.
+    """
+
+    family = FAMILY
+
+    def __init__(self, loc, log_scale, event_ndims: int = 0, *, backend: str = "cpu"):
+        self._setup({"loc": loc, "log_scale": log_scale}, event_ndims=event_ndims,
+                    backend=backend)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """``loc`` broadcast to ``batch_shape + event_shape``."""
+        return self._record.loc.reshape(self.full_shape).copy()
+
+    @property
+    def scale(self) -> np.ndarray:
+        """``exp(log_scale)`` broadcast, in the distribution's dtype."""
+        return self._record.scale.reshape(self.full_shape).astype(self.dtype)
+
+    @property
+    def variance(self) -> np.ndarray:
+        return (self._record.scale**2).reshape(self.full_shape).astype(self.dtype)
