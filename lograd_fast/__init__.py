@@ -9,7 +9,7 @@ gradient estimates with variance reduction.
 
 from ._base import BACKENDS, CudaUnavailableError, Distribution
 from .estimators import Estimate, score_function
-from .families import Categorical, Normal
+from .families import FAMILIES, Categorical, Normal
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,7 @@ __all__ = [
     "CudaUnavailableError",
     "Distribution",
     "Estimate",
+    "FAMILIES",
     "Normal",
     "score_function",
     "__version__",

@@ -28,15 +28,12 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _kernels, numpy_backend
+from ._base_errors import CudaUnavailableError
 
 BACKENDS = ("cpu", "cuda", "numpy")
 _MAX_SEED = 2**64 - 1
 _MAX_STREAM = 2**32 - 1
 _MAX_ATOMS = 2**62
-
-
-class CudaUnavailableError(ValueError):
-    """``backend="cuda"`` was asked for on a machine without a usable CUDA target."""
 
 
 @dataclass(frozen=True)
@@ -70,15 +67,11 @@ class Family:
 # ----------------------------------------------------------------------------- helpers
 def cuda_backend():
     """The CUDA driver module, or :class:`CudaUnavailableError` saying how to get one."""
-    try:
-        from . import _cuda
-    except ImportError as exc:
-        raise CudaUnavailableError(
-            f"backend='cuda' is not available: numba.cuda cannot be imported ({exc}). "
-            "Install the CUDA extra (pip install 'lograd_fast[cuda]') on a machine with an "
-            "NVIDIA GPU, or set NUMBA_ENABLE_CUDASIM=1 before importing numba to run the "
-            "CUDA kernels in the (slow) simulator.") from exc
-    _cuda.require()
+    from ._cuda_status import require
+
+    require()
+    from . import _cuda
+
     return _cuda
 
 

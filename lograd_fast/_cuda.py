@@ -12,37 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import CudaUnavailableError
 
-_HOW = ("install the CUDA extra (pip install 'lograd_fast[cuda]') on a machine with an "
-        "NVIDIA GPU and driver, or set NUMBA_ENABLE_CUDASIM=1 before importing numba to "
-        "run the CUDA kernels in the (slow) simulator")
-
-
-def status() -> tuple[str, str]:
-    """``(target, detail)``: target is "cuda", "cuda-simulator" or "" (unavailable)."""
-    try:
-        import numba
-        from numba import cuda
-    except Exception as exc:  # numba-cuda missing or broken
-        return "", f"numba.cuda cannot be imported ({exc})"
-    if numba.config.ENABLE_CUDASIM:
-        return "cuda-simulator", "NUMBA_ENABLE_CUDASIM=1"
-    try:
-        if cuda.is_available():
-            dev = cuda.get_current_device()
-            return "cuda", f"{dev.name.decode() if isinstance(dev.name, bytes) else dev.name}"
-    except Exception as exc:
-        return "", f"no usable CUDA driver ({exc})"
-    return "", "no CUDA GPU/driver found"
-
-
-def require() -> None:
-    """Raise :class:`CudaUnavailableError` (saying how to fix it) without a CUDA target."""
-    target, detail = status()
-    if not target:
-        raise CudaUnavailableError(f"backend='cuda' is not available: {detail}. To use it, {_HOW}.")
-
+from ._cuda_status import require, status  # noqa: F401
 
 # Importing numba.cuda needs numba-cuda but no GPU: the kernels below can be
 # compiled to PTX anywhere (the CI test does).

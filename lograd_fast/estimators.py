@@ -173,22 +173,66 @@ def _chunking(n: int, B: int) -> tuple[int, int]:
     return per, -(-n // per)
 
 
-def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any) -> Estimate:
-    if d.backend != "cpu":
-        raise NotImplementedError(f"streaming estimation with f on backend={d.backend!r} is "
-                                  "not available yet; use backend='cpu', or sample on this "
-                                  "backend and pass rewards= and x=")
-    coord, layout, sizes = _coords(d)
-    P = layout[-1][2] + math.prod(layout[-1][1])
-    bufs = _stream_buffers(d, coord, sizes, P)
-    # check f once from Python: clear errors instead of a failed compilation deep inside
+@numba.njit(cache=True)
+def _apply_rows(f, rows, out):
+    for i in range(rows.shape[0]):
+        out[i] = f(rows[i])
+
+
+def _numpy_moments(d: Distribution, f, n: int, key: tuple, shift_draws: int, coord, P: int,
+                   shift: float):
+    """The numpy baseline of the streaming pass: batches of draws, same moments."""
+    moments = np.zeros((_kernels.N_MOMENTS, P))
+    r_moments = np.zeros(3)
+    per = max(1, 2**16 // d._B)
+    stop = min(n, shift_draws) if shift_draws else n
+    for lo in range(0, stop, per):
+        m = min(per, stop - lo)
+        key_lo = key[:3] + (np.int64(lo * d._B),)
+        x, _, s = d.family.numpy_ops.sample_score(d._record, key_lo, m * d._B, d._B, d.dtype)
+        rho = np.empty(m)
+        _apply_rows(f, np.ascontiguousarray(x).reshape(m, -1), rho)
+        rho -= shift
+        g = np.zeros((m, P))
+        entries = np.concatenate([np.asarray(s[k], np.float64).reshape(m, -1)
+                                  for k in d.family.param_names], axis=1)
+        np.add.at(g, (slice(None), coord), entries)
+        g2 = g * g
+        moments += np.stack([g.sum(0), g2.sum(0), rho @ g, (rho * rho) @ g2, rho @ g2])
+        r_moments += [m, rho.sum(), rho @ rho]
+    return moments, r_moments
+
+
+def _check_f(d: Distribution, f, key: tuple) -> None:
+    """Call f once from Python: a clear error instead of a failed compilation inside."""
     probe = d.sample(None, seed=int(key[0]) | (int(key[1]) << 32), stream=int(key[2]))
+    if d.backend == "cuda":
+        probe = probe.copy_to_host()
     try:
-        value = f(np.ascontiguousarray(probe).reshape(-1))
-        float(value)
+        float(f(np.ascontiguousarray(probe).reshape(-1)))
     except Exception as exc:
         raise TypeError(f"f could not be called on one draw (a 1-D {d._sample_dtype} array of "
                         f"{probe.size} elements) returning a float: {exc}") from exc
+
+
+def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any) -> Estimate:
+    if d.backend == "cuda":
+        raise NotImplementedError("streaming estimation with f on backend='cuda' is not "
+                                  "available yet; sample on the GPU and pass rewards= and x=")
+    _check_f(d, f, key)
+    coord, layout, sizes = _coords(d)
+    P = layout[-1][2] + math.prod(layout[-1][1])
+    if d.backend == "numpy":
+        pilot, pilot_r = _numpy_moments(d, f, n, key, min(n, 64), coord, P, 0.0)
+        shift = pilot_r[1] / pilot_r[0]
+        if not math.isfinite(shift):
+            raise ValueError("f returned NaN or inf on the first draws")
+        moments, r_moments = _numpy_moments(d, f, n, key, 0, coord, P, shift)
+        if not np.isfinite(r_moments[1]):
+            raise ValueError("f returned NaN or inf for some draws")
+        grad, var, stderr = _finish(moments, r_moments, shift, baseline, n, layout, d.dtype)
+        return Estimate(grad, var, stderr, n, "score_function", baseline)
+    bufs = _stream_buffers(d, coord, sizes, P)
     # pilot: the mean of f over the first draws, used as the shift c
     m = min(n, 64)
     pilot = np.zeros((1, 1, _kernels.N_MOMENTS, P))

@@ -1,0 +1,86 @@
+"""The shared table of comparisons: every family case, used by tests *and* benchmarks.
+
+Each module ``tests/cases/<family>.py`` defines ``CASES``: a list of
+:class:`FamilyCase`.  ``ALL_CASES`` collects them, so adding a family's cases is
+adding one file here; ``tests/test_families.py`` runs the generic checks on every
+case and ``benchmarks/`` times the same cases.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class FamilyCase:
+    """One parameter setting of one family.
+
+    ``cls``       the public class (e.g. ``lf.Normal``).
+    ``params``    its unconstrained parameters (float64 arrays), passed by name.
+    ``kwargs``    other constructor arguments (``mask``, ``event_ndims``).
+    ``scipy``     ``atom_params -> frozen scipy distribution`` of one atom, given a
+                  dict of that atom's parameter values (scalars, or rows for params
+                  with event dims) and the ``kwargs``; ``None`` when scipy has none.
+    ``kind``      "continuous", "discrete" or "multivariate".
+    ``stat``      include in the (slower) statistical tests (KS/chi2, mean score).
+    ``fd_step``   central finite-difference step for the score check.
+    ``kl_to``     parameters of a second distribution for the KL check (or None).
+    ``bitwise``   cpu and numpy backends give bitwise-identical samples.
+    """
+
+    id: str
+    cls: type
+    params: dict[str, np.ndarray]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    scipy: Callable | None = None
+    kind: str = "continuous"
+    stat: bool = True
+    fd_step: float = 1e-5
+    kl_to: dict[str, np.ndarray] | None = None
+    bitwise: bool = True
+
+    def make(self, backend: str = "cpu", dtype=np.float64, params: dict | None = None):
+        params = self.params if params is None else params
+        cast = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
+        return self.cls(**cast, **self.kwargs, backend=backend)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _collect() -> list[FamilyCase]:
+    cases = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        cases.extend(getattr(module, "CASES", []))
+    ids = [c.id for c in cases]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise ValueError(f"duplicate case ids: {sorted(dupes)}")
+    return cases
+
+
+ALL_CASES = _collect()
+
+
+def atom_params(dist, b: int) -> dict:
+    """The parameters of flat atom ``b`` of ``dist`` (broadcast), as float64 arrays,
+    plus any non-parameter record field the user gave (e.g. ``mask``) as is."""
+    rec = dist._record
+    out = {name: np.asarray(getattr(rec, name)[b], dtype=np.float64)
+           for name in dist.family.param_names}
+    if "mask" in rec._fields:
+        out["mask"] = np.asarray(rec.mask[b])
+    return out
+
+
+def broadcast_params(case: FamilyCase, dist) -> dict:
+    """The case's parameters broadcast to ``dist.full_shape`` (+ their event dims)."""
+    return {name: np.array(getattr(dist._record, name), dtype=np.float64).reshape(
+                dist.full_shape + dist._param_tail[name])
+            for name in dist.family.param_names}

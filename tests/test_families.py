@@ -1,0 +1,231 @@
+"""Generic checks run on every case of the shared table (tests/cases/)."""
+
+import math
+
+import numpy as np
+import pytest
+from cases import atom_params, broadcast_params
+from scipy import stats
+
+EPS64 = np.finfo(np.float64).eps
+
+
+def _atoms(d, x, n):
+    """x as (n, B, *sample_event)."""
+    return np.asarray(x).reshape((n, d._B) + d.sample_event_shape)
+
+
+def _reference_log_prob(case, d, x, n):
+    xa = _atoms(d, x, n)
+    ref = np.empty((n, d._B))
+    for b in range(d._B):
+        dist = case.scipy(atom_params(d, b), case.kwargs)
+        f = dist.logpmf if case.kind == "discrete" else dist.logpdf
+        ref[:, b] = f(xa[:, b])
+    return ref.reshape(n, -1, d._E).sum(axis=2).reshape((n,) + d.batch_shape)
+
+
+def test_log_prob_matches_scipy(scipy_case):
+    case = scipy_case
+    d = case.make()
+    n = 64
+    x = d.sample(n, seed=1)
+    points = [x]
+    if case.kind == "continuous":
+        # far from where the samples fall, too
+        mean = np.broadcast_to(np.asarray(d.mean), x.shape[1:])
+        points.append(mean + 3.0 * (x - mean))
+    for xx in points:
+        got = d.log_prob(xx)
+        ref = _reference_log_prob(case, d, xx, n)
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_score_matches_finite_differences(case):
+    d = case.make()
+    n = 6
+    x = d.sample(n, seed=2)
+    score = d.score(x)
+    base = broadcast_params(case, d)
+    batch_axes = tuple(range(1, 1 + len(d.batch_shape)))
+    for name, value in base.items():
+        for j in np.ndindex(value.shape):
+            if not np.isfinite(value[j]):
+                continue
+            fds = []
+            for h in (case.fd_step * max(1.0, abs(value[j])),
+                      0.5 * case.fd_step * max(1.0, abs(value[j]))):
+                lps = []
+                for sign in (1.0, -1.0):
+                    params = {k: v.copy() for k, v in base.items()}
+                    params[name][j] += sign * h
+                    lp = case.make(params=params).log_prob(x)
+                    lps.append(lp.sum(axis=batch_axes) if batch_axes else lp)
+                fds.append((lps[0] - lps[1]) / (2 * h))
+            got = score[name][(slice(None),) + j]
+            # the two step sizes bound the finite-difference error
+            tol = 1e-6 + 1e-6 * np.abs(got) + 10 * np.abs(fds[0] - fds[1])
+            assert np.all(np.abs(got - fds[1]) <= tol), (name, j, got, fds[1])
+
+
+@pytest.mark.slow
+def test_score_has_zero_mean(stat_case):
+    """E[d log p / d theta] = 0: the mean score is 0 within 5 standard errors."""
+    d = stat_case.make()
+    n = 20_000
+    _, _, score = d.sample_and_score(n, seed=3)
+    for name, s in score.items():
+        mean = s.mean(axis=0)
+        se = s.std(axis=0, ddof=1) / math.sqrt(n)
+        assert np.all(np.abs(mean) <= 5 * se + 1e-12), (name, mean, se)
+
+
+@pytest.mark.slow
+def test_samples_follow_the_distribution(univariate_stat_case):
+    case = univariate_stat_case
+    d = case.make()
+    n = 4000
+    xa = _atoms(d, d.sample(n, seed=4), n)
+    for b in range(d._B):
+        dist = case.scipy(atom_params(d, b), case.kwargs)
+        if case.kind == "continuous":
+            p = stats.kstest(xa[:, b], dist.cdf).pvalue
+        else:
+            support = np.arange(xa[:, b].max() + 1)
+            expected = dist.pmf(support) * n
+            counts = np.bincount(xa[:, b], minlength=support.size)
+            assert np.all(counts[expected == 0] == 0), "a zero-probability value was sampled"
+            keep = expected > 0
+            # pool the sparse tail so every cell expects >= 5
+            order = np.argsort(expected[keep])[::-1]
+            e, c = expected[keep][order], counts[keep][order]
+            cut = max(1, int(np.sum(e >= 5)))
+            e = np.append(e[:cut], n - e[:cut].sum())
+            c = np.append(c[:cut], n - c[:cut].sum())
+            if e[-1] < 1e-9:
+                e, c = e[:-1], c[:-1]
+            p = stats.chisquare(c, e).pvalue if e.size > 1 else 1.0
+        assert p > 1e-6, (b, p)
+
+
+def test_entropy_matches_scipy(scipy_case):
+    case = scipy_case
+    d = case.make()
+    ref = np.array([case.scipy(atom_params(d, b), case.kwargs).entropy() for b in range(d._B)])
+    ref = ref.reshape(-1, d._E).sum(axis=1).reshape(d.batch_shape)
+    np.testing.assert_allclose(d.entropy(), ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_kl_matches_monte_carlo(kl_case):
+    case = kl_case
+    p = case.make()
+    q = case.make(params=case.kl_to)
+    n = 40_000
+    x = p.sample(n, seed=6)
+    diff = p.log_prob(x) - q.log_prob(x)
+    mc = diff.mean(axis=0)
+    se = diff.std(axis=0, ddof=1) / math.sqrt(n)
+    kl = p.kl(q)
+    assert kl.shape == p.batch_shape
+    assert np.all(kl >= -1e-12)
+    assert np.all(np.abs(kl - mc) <= 5 * se + 1e-9), (kl, mc, se)
+    np.testing.assert_allclose(p.kl(p), 0.0, atol=1e-12)
+
+
+def _close(a, b, dtype):
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.dtype.kind in "iu":
+        np.testing.assert_array_equal(a, b)
+        return
+    eps = np.finfo(dtype).eps
+    with np.errstate(invalid="ignore"):
+        scale = np.nanmax(np.abs(np.where(np.isfinite(b), b, 0.0)), initial=1.0)
+    np.testing.assert_allclose(a, b, rtol=8 * eps, atol=8 * eps * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cpu_and_numpy_backends_agree(case, dtype):
+    dc = case.make("cpu", dtype)
+    dn = case.make("numpy", dtype)
+    xc = dc.sample(16, seed=5)
+    xn = dn.sample(16, seed=5)
+    if case.bitwise:
+        np.testing.assert_array_equal(xc, xn)
+    else:
+        _close(xc, xn, dtype)
+    _close(dc.log_prob(xc), dn.log_prob(xc), dtype)
+    sc, sn = dc.score(xc), dn.score(xc)
+    for k in sc:
+        _close(sc[k], sn[k], dtype)
+    (xc2, lpc, sc2), (xn2, lpn, sn2) = dc.sample_and_score(9, seed=8), dn.sample_and_score(9, seed=8)
+    if case.bitwise:
+        np.testing.assert_array_equal(xc2, xn2)
+    _close(lpc, lpn, dtype)
+    for k in sc2:
+        _close(sc2[k], sn2[k], dtype)
+    _close(dc.entropy(), dn.entropy(), dtype)
+
+
+def test_float32_stays_float32(case):
+    d32 = case.make(dtype=np.float32)
+    # float64 twin with the float32-rounded parameters: the maths must then agree
+    # to float32 rounding of the result
+    d64 = case.make(params={k: np.asarray(v, np.float32).astype(np.float64)
+                            for k, v in case.params.items()})
+    assert d32.dtype == np.float32
+    x, lp, s = d32.sample_and_score(8, seed=9)
+    assert x.dtype == (np.int64 if case.kind == "discrete" else np.float32)
+    assert lp.dtype == np.float32
+    assert all(v.dtype == np.float32 for v in s.values())
+    assert d32.log_prob(x).dtype == np.float32
+    assert d32.entropy().dtype == np.float32
+    lp32 = d32.log_prob(x)
+    lp64 = d64.log_prob(np.asarray(x, dtype=np.int64 if case.kind == "discrete" else np.float64))
+    np.testing.assert_array_equal(np.isfinite(lp32), np.isfinite(lp64))
+    finite = np.isfinite(lp64)
+    np.testing.assert_allclose(lp32[finite], lp64[finite], rtol=2e-7, atol=2e-7)
+
+
+def test_sample_and_score_equals_separate_calls(case):
+    d = case.make()
+    x, lp, s = d.sample_and_score(12, seed=7)
+    np.testing.assert_array_equal(x, d.sample(12, seed=7))
+    # the fused pass uses the exact standardised draw; log_prob re-derives it from
+    # the rounded x, so allow the rounding of x (ill-conditioned when scale << |loc|)
+    np.testing.assert_allclose(lp, d.log_prob(x), rtol=1e-9, atol=1e-9)
+    s2 = d.score(x)
+    for k in s:
+        np.testing.assert_allclose(s[k], s2[k], rtol=1e-7, atol=1e-7)
+
+
+def test_shapes_and_out_buffers(case):
+    d = case.make()
+    ev = d.sample_event_shape
+    assert d.sample(None, seed=1).shape == d.full_shape + ev
+    assert d.sample(3, seed=1).shape == (3,) + d.full_shape + ev
+    x1 = d.sample(None, seed=1)
+    assert d.log_prob(x1).shape == d.batch_shape
+    assert d.log_prob(d.sample(3, seed=1)).shape == (3,) + d.batch_shape
+    for name, s in d.score(x1).items():
+        assert s.shape == d.full_shape + d._param_tail[name]
+    buf = np.empty((3,) + d.full_shape + ev, d._sample_dtype)
+    assert d.sample(3, seed=1, out=buf) is buf
+    np.testing.assert_array_equal(buf, d.sample(3, seed=1))
+    x, lp, s = d.sample_and_score(3, seed=2)
+    out = (np.empty_like(x), np.empty_like(lp), {k: np.empty_like(v) for k, v in s.items()})
+    got = d.sample_and_score(3, seed=2, out=out)
+    assert got[0] is out[0] and got[1] is out[1] and got[2] is out[2]
+    np.testing.assert_array_equal(out[1], lp)
+    lp_out = np.empty_like(lp)
+    assert d.log_prob(x, out=lp_out) is lp_out
+    np.testing.assert_array_equal(lp_out, d.log_prob(x))
+
+
+def test_different_seeds_and_streams_differ(case):
+    d = case.make()
+    a = d.sample(200, seed=1)
+    assert not np.array_equal(a, d.sample(200, seed=2))
+    assert not np.array_equal(a, d.sample(200, seed=1, stream=1))
+    np.testing.assert_array_equal(a, d.sample(200, seed=1, stream=0))
