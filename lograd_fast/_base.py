@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from . import _kernels, numpy_backend
-from ._base_errors import CudaUnavailableError
+from . import _kernels
 
 BACKENDS = ("cpu", "cuda", "numpy")
 _MAX_SEED = 2**64 - 1
@@ -175,7 +175,8 @@ class Distribution:
         for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
             k = ends.get(name, 1 if name in extra else 0)
             if arr.ndim < k:
-                raise ValueError(f"{name} must have at least {k} dimension(s), got shape {arr.shape}")
+                raise ValueError(f"{name} must have at least {k} dimension(s), "
+                                 f"got shape {arr.shape}")
             lead[name] = arr.shape[: arr.ndim - k]
         try:
             full_shape = np.broadcast_shapes(*lead.values())
@@ -270,7 +271,8 @@ class Distribution:
                     arr = {k: self._alloc(v, dtype) for k, v in shape.items()}
                 else:
                     if not isinstance(arr, dict) or set(arr) != set(shape):
-                        raise TypeError(f"out for the score must be a dict with keys {sorted(shape)}")
+                        raise TypeError("out for the score must be a dict with keys "
+                                        f"{sorted(shape)}")
                     for k, v in shape.items():
                         check_out(arr[k], v, dtype, f"out[{k!r}]")
             elif arr is None:
@@ -350,8 +352,7 @@ class Distribution:
             x[...] = self.family.numpy_ops.sample(self._record, key, n_atoms, self._B,
                                                   self.dtype).reshape(x.shape)
             return x
-        self._driver().sample(self._kernel_record(), key, x.reshape((n_atoms,) + self.sample_event_shape),
-                              self._B)
+        self._driver().sample(self._kernel_record(), key, self._flat_x(x, n_atoms), self._B)
         return x
 
     def log_prob(self, x: Any, *, out: Any = None):
@@ -364,7 +365,7 @@ class Distribution:
         (lp,) = self._outputs(n, out, False, True, False)
         n_atoms = (n or 1) * self._B
         if self.backend == "numpy":
-            atoms = self.family.numpy_ops.log_prob(self._record, x.reshape((n_atoms,) + self.sample_event_shape),
+            atoms = self.family.numpy_ops.log_prob(self._record, self._flat_x(x, n_atoms),
                                                    self._B)
             lp[...] = atoms.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
             return lp

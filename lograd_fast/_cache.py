@@ -21,7 +21,7 @@ from numba.core import caching as _caching
 from numba.core.caching import _CacheLocator
 
 # numba >= 0.61 calls it CacheImpl, older releases _CacheImpl
-_CacheImpl = getattr(_caching, "CacheImpl", None) or getattr(_caching, "_CacheImpl")
+_CacheImpl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-
-from ._cuda_status import require, status  # noqa: F401
-
 # Importing numba.cuda needs numba-cuda but no GPU: the kernels below can be
 # compiled to PTX anywhere (the CI test does).
 from numba import config as _config  # noqa: E402
 from numba import cuda  # noqa: E402
 
+from ._cuda_status import require, status  # noqa: F401
 from ._dispatch import log_prob1, sample1, sample_score1, score1  # noqa: E402
 from ._rng import make_stream  # noqa: E402
 

@@ -17,6 +17,15 @@ Entry points, for batch element ``b`` and flat output atom ``i``:
     fused: draw, write the score, return log p
 ``entropy1(p, b) -> float64``
 ``kl1(p, q, b) -> float64``
+
+Optional entry points (a family provides them when its maths allows):
+
+``reflect1(p, b, x, i)``
+    replace ``x[i]`` by its mirror image about the centre of symmetry (the
+    antithetic partner: ``2 loc - x`` for a Normal); symmetric families only
+``reparam1(p, b, st, x, i, dx)``
+    draw ``x[i]`` by reparameterisation from the *same* stream as ``sample1`` and
+    write ``d x[i] / d param`` into the record ``dx`` (fields like the scores)
 """
 
 from __future__ import annotations
@@ -32,7 +41,17 @@ sample_score1 = dispatch_on_record("sample_score1", REGISTRY)
 entropy1 = dispatch_on_record("entropy1", REGISTRY)
 kl1 = dispatch_on_record("kl1", REGISTRY)
 
+reflect1 = dispatch_on_record("reflect1", REGISTRY)
+reparam1 = dispatch_on_record("reparam1", REGISTRY)
+
 OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1")
+OPTIONAL_OPS = ("reflect1", "reparam1")
+
+
+def supports(params_cls: type, op: str) -> bool:
+    """Does the family of ``params_cls`` provide the (optional) entry point ``op``?"""
+    ops = REGISTRY.get(params_cls)
+    return ops is not None and hasattr(ops, op)
 
 
 def register(params_cls: type, ops: object) -> None:

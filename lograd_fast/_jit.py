@@ -17,7 +17,8 @@ from the dtype of an array argument, both in Python and at compile time.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import types

@@ -47,6 +47,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from . import _estimator_kernels as _ek
 from . import _kernels
 from ._base import Distribution, check_n, check_seed
 
@@ -182,7 +183,7 @@ def _apply_rows(f, rows, out):
 def _numpy_moments(d: Distribution, f, n: int, key: tuple, shift_draws: int, coord, P: int,
                    shift: float):
     """The numpy baseline of the streaming pass: batches of draws, same moments."""
-    moments = np.zeros((_kernels.N_MOMENTS, P))
+    moments = np.zeros((_ek.N_MOMENTS, P))
     r_moments = np.zeros(3)
     per = max(1, 2**16 // d._B)
     stop = min(n, shift_draws) if shift_draws else n
@@ -235,17 +236,17 @@ def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any) -> Estimat
     bufs = _stream_buffers(d, coord, sizes, P)
     # pilot: the mean of f over the first draws, used as the shift c
     m = min(n, 64)
-    pilot = np.zeros((1, 1, _kernels.N_MOMENTS, P))
+    pilot = np.zeros((1, 1, _ek.N_MOMENTS, P))
     pilot_r = np.zeros((1, 1, 3))
     reward = _as_cfunc(f, d._sample_dtype)
-    _kernels.stream(d._record, key, d._B, reward, bufs, 0.0, pilot, pilot_r, m, m)
+    _ek.stream(d._record, key, d._B, reward, bufs, 0.0, pilot, pilot_r, m, m)
     shift = pilot_r[0, 0, 1] / pilot_r[0, 0, 0]
     if not math.isfinite(shift):
         raise ValueError("f returned NaN or inf on the first draws")
     per, n_chunks = _chunking(n, d._B)
-    stats = np.zeros((n_chunks, 1, _kernels.N_MOMENTS, P))
+    stats = np.zeros((n_chunks, 1, _ek.N_MOMENTS, P))
     r_stats = np.zeros((n_chunks, 1, 3))
-    _kernels.stream(d._record, key, d._B, reward, bufs, shift, stats, r_stats, n, per)
+    _ek.stream(d._record, key, d._B, reward, bufs, shift, stats, r_stats, n, per)
     moments = stats.sum(axis=(0, 1))
     r_moments = r_stats.sum(axis=(0, 1))
     if not np.isfinite(r_moments[1]):

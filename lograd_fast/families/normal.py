@@ -103,6 +103,20 @@ class scalar:
 
     @staticmethod
     @jitable
+    def reflect1(p, b, x, i):
+        x[i] = 2.0 * np.float64(p.loc[b]) - np.float64(x[i])
+
+    @staticmethod
+    @jitable
+    def reparam1(p, b, st, x, i, dx):
+        z32, _ = std_normal(x, st, 0)
+        z = np.float64(z32)
+        x[i] = p.loc[b] + p.scale[b] * z
+        dx.loc[i] = 1.0
+        dx.log_scale[i] = p.scale[b] * z
+
+    @staticmethod
+    @jitable
     def kl1(p, q, b):
         return _kl(np.float64(p.loc[b]), np.float64(p.log_scale[b]),
                    np.float64(q.loc[b]), np.float64(q.log_scale[b]), q.inv_scale[b])
