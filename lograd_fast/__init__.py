@@ -7,7 +7,8 @@ threads (Numba), CUDA GPUs (numba-cuda) or pure numpy; estimators turn them into
 gradient estimates with variance reduction.
 """
 
-from ._base import BACKENDS, CudaUnavailableError, Distribution
+from ._base import BACKENDS, Distribution
+from ._base_errors import CudaUnavailableError
 from .estimators import Estimate, score_function
 from .families import FAMILIES, Categorical, Normal
 
