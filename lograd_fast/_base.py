@@ -334,6 +334,15 @@ class Distribution:
     def _check_support(self, x: np.ndarray) -> None:
         """Families override to reject values that are not valid indices (ValueError)."""
 
+    def _check_score_support(self, x: np.ndarray) -> None:
+        """Families override to reject points where the score is undefined (ValueError)."""
+
+    def _check_atoms(self, n: int | None) -> int:
+        n_atoms = (n or 1) * self._B
+        if n_atoms > _MAX_ATOMS:
+            raise ValueError(f"n={n} asks for {n_atoms} draws, more than 2**62")
+        return n_atoms
+
     # -- the operations ---------------------------------------------------------------
     def sample(self, n: int | None = None, seed: int = 0, *, stream: int = 0, out: Any = None):
         """Draw ``n`` samples: shape ``(n, *batch_shape, *event_shape)`` (no ``n`` axis if None).
@@ -344,10 +353,8 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + (np.int64(0),)
+        n_atoms = self._check_atoms(n)
         (x,) = self._outputs(n, out, True, False, False)
-        n_atoms = (n or 1) * self._B
-        if n_atoms > _MAX_ATOMS:
-            raise ValueError(f"n={n} draws {n_atoms} atoms, more than 2**62")
         if self.backend == "numpy":
             x[...] = self.family.numpy_ops.sample(self._record, key, n_atoms, self._B,
                                                   self.dtype).reshape(x.shape)
@@ -385,6 +392,8 @@ class Distribution:
         parameter as passed).
         """
         x, n = self._check_x(x)
+        if isinstance(x, np.ndarray):
+            self._check_score_support(x)
         (s,) = self._outputs(n, out, False, False, True)
         n_atoms = (n or 1) * self._B
         if self.backend == "numpy":
@@ -405,10 +414,8 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + (np.int64(0),)
+        n_atoms = self._check_atoms(n)
         x, lp, s = self._outputs(n, out, True, True, True)
-        n_atoms = (n or 1) * self._B
-        if n_atoms > _MAX_ATOMS:
-            raise ValueError(f"n={n} draws {n_atoms} atoms, more than 2**62")
         if self.backend == "numpy":
             xs, lps, ss = self.family.numpy_ops.sample_score(self._record, key, n_atoms, self._B,
                                                               self.dtype)

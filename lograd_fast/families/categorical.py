@@ -239,6 +239,12 @@ class Categorical(Distribution):
         if x.size and (x.min() < 0 or x.max() >= self.K):
             raise ValueError(f"x holds class indices outside [0, {self.K - 1}]")
 
+    def _check_score_support(self, x: np.ndarray) -> None:
+        rows = np.arange(x.size) % self._B
+        if not np.all(self._record.probs[rows, x.reshape(-1)] > 0.0):
+            raise ValueError("x contains masked (probability 0) actions: their log_prob is -inf "
+                             "and the score is undefined")
+
     @property
     def probs(self) -> np.ndarray:
         """Class probabilities ``(*batch_shape, K)`` (exact zeros where masked)."""

@@ -168,8 +168,9 @@ class vectorised:
 
 def _prepare(flat: dict) -> dict:
     log_scale = flat["log_scale"].astype(np.float64)
-    scale = np.exp(log_scale)
-    inv_scale = np.exp(-log_scale)
+    with np.errstate(over="ignore"):
+        scale = np.exp(log_scale)
+        inv_scale = np.exp(-log_scale)
     bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
     if bad.any():
         raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
