@@ -47,7 +47,8 @@ def test_out_of_range_log_scale():
         lf.Normal(0.0, 800.0)
 
 
-@pytest.mark.parametrize("value", [np.array([1 + 2j]), np.array([True]), "abc", [[1.0], [1.0, 2.0]]])
+@pytest.mark.parametrize("value", [np.array([1 + 2j]), np.array([True]), "abc",
+                                   [[1.0], [1.0, 2.0]]])
 def test_wrong_parameter_dtype(value):
     with pytest.raises(TypeError, match="loc"):
         lf.Normal(value, 0.0)
