@@ -34,15 +34,15 @@ from ._jit import dispatch_on_record
 
 REGISTRY: dict = {}
 
-sample1 = dispatch_on_record("sample1", REGISTRY)
-log_prob1 = dispatch_on_record("log_prob1", REGISTRY)
-score1 = dispatch_on_record("score1", REGISTRY)
-sample_score1 = dispatch_on_record("sample_score1", REGISTRY)
-entropy1 = dispatch_on_record("entropy1", REGISTRY)
-kl1 = dispatch_on_record("kl1", REGISTRY)
+sample1 = dispatch_on_record("sample1", REGISTRY, 4)
+log_prob1 = dispatch_on_record("log_prob1", REGISTRY, 3)
+score1 = dispatch_on_record("score1", REGISTRY, 4)
+sample_score1 = dispatch_on_record("sample_score1", REGISTRY, 5)
+entropy1 = dispatch_on_record("entropy1", REGISTRY, 1)
+kl1 = dispatch_on_record("kl1", REGISTRY, 2)
 
-reflect1 = dispatch_on_record("reflect1", REGISTRY)
-reparam1 = dispatch_on_record("reparam1", REGISTRY)
+reflect1 = dispatch_on_record("reflect1", REGISTRY, 3)
+reparam1 = dispatch_on_record("reparam1", REGISTRY, 5)
 
 OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1")
 OPTIONAL_OPS = ("reflect1", "reparam1")
