@@ -23,9 +23,11 @@ a masked class can never be returned.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
@@ -166,23 +168,61 @@ class vectorised:
         return (p.probs * diff).sum(axis=1)
 
 
+@njit(cache=True, nogil=True)
+def _prepare_rows(logits, mask, log_norm, log_probs, probs, cdf):
+    """Per row: log-sum-exp over the allowed classes, log-probs, probs, CDF.
+
+    Returns the first row with no allowed class, or -1.  Compiled (it is on the
+    path of every construction, which RL code does once per step); the numpy
+    backend uses the same derived arrays, so every backend sees identical inputs.
+    """
+    B, K = logits.shape
+    for b in range(B):
+        top = -np.inf
+        last = -1
+        for k in range(K):
+            lk = np.float64(logits[b, k])
+            if mask[b, k] and lk > -np.inf:
+                last = k
+                if lk > top:
+                    top = lk
+        if last < 0:
+            return b
+        total = 0.0
+        for k in range(K):
+            lk = np.float64(logits[b, k])
+            if mask[b, k] and lk > -np.inf:
+                total += math.exp(lk - top)
+        norm = top + math.log(total)
+        log_norm[b] = norm
+        acc = 0.0
+        for k in range(K):
+            lk = np.float64(logits[b, k])
+            if mask[b, k] and lk > -np.inf:
+                log_probs[b, k] = lk - norm
+                probs[b, k] = math.exp(lk - norm)
+            else:
+                log_probs[b, k] = -np.inf
+                probs[b, k] = 0.0
+            acc += probs[b, k]
+            cdf[b, k] = acc
+        for k in range(K):
+            # exactly 1 from the last allowed class on: a masked class is never drawn
+            cdf[b, k] = 1.0 if k >= last else cdf[b, k] / acc
+    return -1
+
+
 def _prepare(flat: dict) -> dict:
-    logits = flat["logits"].astype(np.float64)
-    mask = flat["mask"] & (logits > -np.inf)
-    if not mask.any(axis=1).all():
-        row = int(np.argmin(mask.any(axis=1)))
-        raise ValueError(f"mask/logits allow no class in batch row {row} (flat index): "
+    logits, mask = flat["logits"], flat["mask"]
+    B, K = logits.shape
+    out = {"log_norm": np.empty(B), "log_probs": np.empty((B, K)), "probs": np.empty((B, K)),
+           "cdf": np.empty((B, K))}
+    bad = _prepare_rows(logits, mask, out["log_norm"], out["log_probs"], out["probs"],
+                        out["cdf"])
+    if bad >= 0:
+        raise ValueError(f"mask/logits allow no class in batch row {bad} (flat index): "
                          "every row needs at least one unmasked, finite logit")
-    masked = np.where(mask, logits, -np.inf)
-    top = masked.max(axis=1, keepdims=True)
-    log_norm = top[:, 0] + np.log(np.exp(masked - top).sum(axis=1))
-    log_probs = masked - log_norm[:, None]
-    probs = np.exp(log_probs)
-    cdf = np.cumsum(probs, axis=1)
-    cdf /= cdf[:, -1:]
-    last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
-    cdf[np.arange(cdf.shape[1])[None, :] >= last[:, None]] = 1.0
-    return {"log_norm": log_norm, "log_probs": log_probs, "probs": probs, "cdf": cdf}
+    return out
 
 
 FAMILY = Family(
@@ -224,7 +264,7 @@ class Categorical(Distribution):
         if K < 1:
             raise ValueError("logits must have at least one class")
         if mask is None:
-            mask_arr = np.ones((K,), dtype=bool)
+            mask_arr = np.ones(np.shape(logits_arr), dtype=bool)
         else:
             mask_arr = np.asarray(mask)
             if mask_arr.dtype != np.bool_:
