@@ -1,0 +1,251 @@
+r"""Log-normal distribution, parametrised by ``loc`` and ``log_scale`` of ``log x``.
+
+``x = exp(y)`` with ``y ~ N(mu, sigma**2)``, ``mu = loc``, ``sigma = exp(log_scale)``:
+
+.. math::
+
+    \log p(x) = -\tfrac12 z^2 - \log\sigma - \tfrac12\log 2\pi - \log x,
+    \qquad z = (\log x - \mu)/\sigma
+
+Support ``(0, inf)``; ``log_prob`` of ``x <= 0`` is ``-inf`` (the limit at 0) and
+its scores are 0 (``log p`` is the constant ``-inf`` there).
+
+Scores (closed form, w.r.t. the unconstrained parameters; those of the Normal in
+``log x``, since the Jacobian ``1/x`` does not depend on them):
+
+* ``d/d loc       = z / sigma``
+* ``d/d log_scale = z**2 - 1``
+
+Entropy ``mu + 1/2 + log(2 pi)/2 + log_scale``; KL equals the Normal KL of the
+logs (KL is invariant under the common bijection ``exp``).  Mean
+``exp(mu + sigma**2 / 2)``.
+
+Sampling: ``x = exp(mu + sigma z)`` with the ziggurat normal (one Philox block on
+the fast path).  Pathwise (``reparam1``): ``dx/dloc = x``,
+``dx/dlog_scale = x sigma z``.  Samples that over/underflow the output dtype
+(``|mu + sigma z|`` beyond ~709 in float64, ~88 in float32) are stored as ``inf``
+or 0: a limit of the number format, not of the maths.
+
+Reference: Johnson, Kotz & Balakrishnan, *Continuous Univariate Distributions*
+vol. 1, ch. 14.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _math as m
+from .. import numpy_backend as npb
+from .._base import Distribution, Family
+from .._dispatch import register
+from .._jit import jitable
+from .._rng import std_normal
+from .normal import _entropy as _normal_entropy
+from .normal import _kl as _normal_kl
+from .normal import _log_prob_z
+
+
+class LogNormalParams(NamedTuple):
+    loc: np.ndarray  # (B,) float32/64
+    log_scale: np.ndarray  # (B,)
+    scale: np.ndarray  # (B,) float64, exp(log_scale)
+    inv_scale: np.ndarray  # (B,) float64, exp(-log_scale)
+
+
+class LogNormalScores(NamedTuple):
+    loc: np.ndarray
+    log_scale: np.ndarray
+
+
+# --------------------------------------------------------------------------- formulas
+@jitable
+def _log_prob_y(y, z, log_scale):
+    """log p(x) given y = log x and z = (y - loc) / scale."""
+    return _log_prob_z(z, log_scale) - y
+
+
+# --------------------------------------------------------------------------- scalar maths
+class scalar:
+    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+
+    @staticmethod
+    @jitable
+    def sample1(p, b, st, x, i):
+        z, _ = std_normal(x, st, 0)
+        x[i] = m.exp(p.loc[b] + p.scale[b] * np.float64(z))
+
+    @staticmethod
+    @jitable
+    def log_prob1(p, b, x, i):
+        xi = np.float64(x[i])
+        if xi <= 0.0:
+            return -np.inf
+        y = m.log(xi)
+        z = (y - np.float64(p.loc[b])) * p.inv_scale[b]
+        return _log_prob_y(y, z, np.float64(p.log_scale[b]))
+
+    @staticmethod
+    @jitable
+    def score1(p, b, x, i, s):
+        xi = np.float64(x[i])
+        if xi <= 0.0:
+            s.loc[i] = 0.0
+            s.log_scale[i] = 0.0
+        else:
+            z = (m.log(xi) - np.float64(p.loc[b])) * p.inv_scale[b]
+            s.loc[i] = z * p.inv_scale[b]
+            s.log_scale[i] = z * z - 1.0
+
+    @staticmethod
+    @jitable
+    def sample_score1(p, b, st, x, i, s):
+        z32, _ = std_normal(x, st, 0)
+        z = np.float64(z32)
+        y = p.loc[b] + p.scale[b] * z
+        x[i] = m.exp(y)
+        s.loc[i] = z * p.inv_scale[b]
+        s.log_scale[i] = z * z - 1.0
+        return _log_prob_y(y, z, np.float64(p.log_scale[b]))
+
+    @staticmethod
+    @jitable
+    def entropy1(p, b):
+        return np.float64(p.loc[b]) + _normal_entropy(np.float64(p.log_scale[b]))
+
+    @staticmethod
+    @jitable
+    def kl1(p, q, b):
+        return _normal_kl(np.float64(p.loc[b]), np.float64(p.log_scale[b]),
+                          np.float64(q.loc[b]), np.float64(q.log_scale[b]), q.inv_scale[b])
+
+    @staticmethod
+    @jitable
+    def reparam1(p, b, st, x, i, dx):
+        z32, _ = std_normal(x, st, 0)
+        z = np.float64(z32)
+        xi = m.exp(p.loc[b] + p.scale[b] * z)
+        x[i] = xi
+        dx.loc[i] = xi
+        dx.log_scale[i] = xi * (p.scale[b] * z)
+
+
+# --------------------------------------------------------------------------- numpy baseline
+class vectorised:
+    """The same maths on whole arrays (``backend="numpy"``)."""
+
+    @staticmethod
+    def _draw(p, key, n_atoms, B, dtype):
+        atoms, b = npb.atoms_and_batch(n_atoms, B)
+        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        return b, z, p.loc[b] + p.scale[b] * z
+
+    @staticmethod
+    def sample(p, key, n_atoms, B, dtype):
+        _, _, y = vectorised._draw(p, key, n_atoms, B, dtype)
+        with np.errstate(over="ignore"):
+            return np.exp(y).astype(dtype)
+
+    @staticmethod
+    def _z(p, x, B):
+        b = np.arange(x.shape[0]) % B
+        xf = x.astype(np.float64)
+        inside = xf > 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log(np.where(inside, xf, 1.0))
+        return b, inside, y, (y - p.loc[b].astype(np.float64)) * p.inv_scale[b]
+
+    @staticmethod
+    def log_prob(p, x, B):
+        b, inside, y, z = vectorised._z(p, x, B)
+        lp = _log_prob_y(y, z, p.log_scale[b].astype(np.float64))
+        return np.where(inside, lp, -np.inf)
+
+    @staticmethod
+    def score(p, x, B):
+        b, inside, _, z = vectorised._z(p, x, B)
+        return {"loc": np.where(inside, z * p.inv_scale[b], 0.0),
+                "log_scale": np.where(inside, z * z - 1.0, 0.0)}
+
+    @staticmethod
+    def sample_score(p, key, n_atoms, B, dtype):
+        b, z, y = vectorised._draw(p, key, n_atoms, B, dtype)
+        with np.errstate(over="ignore"):
+            x = np.exp(y).astype(dtype)
+        lp = _log_prob_y(y, z, p.log_scale[b].astype(np.float64))
+        return x, lp, {"loc": z * p.inv_scale[b], "log_scale": z * z - 1.0}
+
+    @staticmethod
+    def entropy(p):
+        return p.loc.astype(np.float64) + _normal_entropy(p.log_scale.astype(np.float64))
+
+    @staticmethod
+    def kl(p, q):
+        f = np.float64
+        return _normal_kl(p.loc.astype(f), p.log_scale.astype(f), q.loc.astype(f),
+                          q.log_scale.astype(f), q.inv_scale)
+
+
+def _prepare(flat: dict) -> dict:
+    log_scale = flat["log_scale"].astype(np.float64)
+    with np.errstate(over="ignore"):
+        scale = np.exp(log_scale)
+        inv_scale = np.exp(-log_scale)
+    bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
+    if bad.any():
+        raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
+                         f"(e.g. {log_scale[bad].ravel()[0]})")
+    return {"scale": scale, "inv_scale": inv_scale}
+
+
+FAMILY = Family(
+    name="LogNormal",
+    params_cls=LogNormalParams,
+    scores_cls=LogNormalScores,
+    param_names=("loc", "log_scale"),
+    param_event_ndims=(0, 0),
+    prepare=_prepare,
+    numpy_ops=vectorised,
+)
+register(LogNormalParams, scalar)
+
+
+class LogNormal(Distribution):
+    """Log-normal distribution: ``x = exp(y)``, ``y ~ N(loc, exp(log_scale)**2)``.
+
+    Parameters
+    ----------
+    loc, log_scale : array_like (float32 or float64; ints promote to float64)
+        Mean and log standard deviation of ``log x``; broadcast to ``full_shape``.
+        Scores are w.r.t. these.
+    event_ndims : int
+        Trailing dims of ``full_shape`` treated as one event: log-probs and
+        entropies sum over them.
+    backend : {"cpu", "cuda", "numpy"}
+
+    Closed-form scores: ``d/dloc = (log x - loc) / scale**2`` and
+    ``d/dlog_scale = ((log x - loc) / scale)**2 - 1``; ``log_prob`` is ``-inf``
+    (scores 0) for ``x <= 0``.
+    """
+
+    family = FAMILY
+
+    def __init__(self, loc, log_scale, event_ndims: int = 0, *, backend: str = "cpu"):
+        self._setup({"loc": loc, "log_scale": log_scale}, event_ndims=event_ndims,
+                    backend=backend)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """``exp(loc + scale**2 / 2)`` broadcast to ``full_shape`` (may overflow to inf)."""
+        r = self._record
+        with np.errstate(over="ignore"):
+            mean = np.exp(r.loc.astype(np.float64) + 0.5 * r.scale**2)
+        return mean.reshape(self.full_shape).astype(self.dtype)
+
+    @property
+    def median(self) -> np.ndarray:
+        """``exp(loc)`` broadcast to ``full_shape``."""
+        with np.errstate(over="ignore"):
+            med = np.exp(self._record.loc.astype(np.float64))
+        return med.reshape(self.full_shape).astype(self.dtype)

@@ -1,0 +1,496 @@
+r"""Poisson distribution over ``{0, 1, 2, ...}``, parametrised by ``log_rate``.
+
+.. math::
+
+    \log p(k) = k \log\lambda - \lambda - \log k!,\qquad \lambda = e^{\texttt{log\_rate}}
+
+Score (closed form, w.r.t. the unconstrained parameter): ``d/d log_rate = k - lambda``.
+
+Support: the non-negative integers; ``log_prob`` of a negative integer is ``-inf``
+(score 0), a non-integer ``x`` is a ``ValueError`` (the base class's check for
+discrete families).  ``log_prob(0) = -lambda``.  Domain:
+``lambda = exp(log_rate) <= 2**52`` (beyond it float64 cannot resolve unit steps
+of the count); a ``log_rate`` so negative that ``lambda`` underflows to 0 is the
+point mass at 0 (``log p(k) = k log_rate - log k!`` stays finite).
+
+Log-mass, accurate for every ``k`` and ``lambda`` (no cancellation of huge terms):
+
+* ``k < 16``: the formula above with ``log k!`` from an exact table;
+* ``k >= 16``: Loader's saddle-point form (C. Loader, "Fast and accurate
+  computation of binomial probabilities", 2000; R's ``dpois_raw``)
+  ``log p(k) = -log(2 pi k)/2 - stirlerr(k) - bd0(k, lambda)`` with
+  ``stirlerr`` the Stirling-series remainder (5 terms, error < 2e-16 for
+  ``k >= 16``) and ``bd0(k, l) = k log(k/l) + l - k`` evaluated, with
+  ``v = (k - l)/(k + l)``, as ``(k - l) v + 2 k (atanh(v) - v)`` by a 10-term series
+  when ``|v| < 0.1``, else as ``k log1p((k - l)/l) - (k - l)`` (``k - l`` is exact),
+  and as ``k (log k - log_rate) + l - k`` when ``l`` is subnormal or 0 (no
+  cancellation then).  Relative error ~1e-15 everywhere (checked against 50-digit
+  arithmetic in the tests).
+
+Sampling (exact up to the 52-bit resolution of the uniforms):
+
+* ``lambda < 10``: inversion by sequential search from ``k = 0`` with one uniform
+  (Philox block 0); ``exp(-lambda)`` is computed once at construction;
+* ``lambda >= 10``: PTRS, the transformed rejection method with squeeze of
+  W. Hörmann, "The transformed rejection method for generating Poisson random
+  variables", Insurance: Mathematics and Economics 12 (1993) 39-45 (the
+  algorithm of ``numpy.random``'s ``random_poisson_ptrs``).  Each try uses one
+  Philox block (two uniforms); blocks 0, 1, 2, ... are consumed in order.
+  The acceptance test uses the accurate log-mass above, so huge rates sample
+  exactly too.  Measured (20000 draws each): 1.34 tries per draw at
+  ``lambda = 10``, 1.18 at 100, 1.13 from 1e5 on (acceptance 0.75 / 0.85 / 0.89);
+  the squeeze accepts 47% / 78% / 90% of the draws without a logarithm.
+
+Entropy (no closed form), accurate to ~1e-13:
+
+* ``lambda < 1000``: ``-sum_k p_k log p_k`` over ``k`` within
+  ``lambda -+ (12 sqrt(lambda) + 5..30)`` (all omitted mass < 1e-25), with the
+  accurate log-mass;
+* ``lambda >= 1000``: the asymptotic series (Evans, Boersma, Blachman & Jagers,
+  "The entropy of a Poisson distribution", SIAM Review 30 (1988) 314-317)
+  ``1/2 log(2 pi e l) - 1/(12 l) - 1/(24 l^2) - 19/(360 l^3) - 9/(80 l^4)``
+  (remainder ~ 0.35 / l^5 < 4e-16; the last coefficient checked against the sum).
+
+``KL(p||q) = lambda_p (d + expm1(-d))`` with ``d = log_rate_p - log_rate_q`` for
+``|d| < 1`` (accurate for ``p ~ q``, exactly 0 for ``p = q``), else
+``lambda_q - lambda_p + lambda_p d``.  Mean ``lambda``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _math as m
+from .. import numpy_backend as npb
+from .._base import Distribution, Family
+from .._dispatch import register
+from .._jit import jitable
+from .._rng import philox_block, u01_f64
+
+MAX_RATE = 2.0**52
+PTRS_MIN_RATE = 10.0
+ENTROPY_SERIES_MIN_RATE = 1000.0
+LOG_2PI = 1.8378770664093453
+#: log(k!) for k = 0..15 (the table part of the log-mass)
+LOG_FACTORIAL = np.array([math.log(math.factorial(k)) for k in range(16)])
+_TABLE_SIZE = 16
+_TWO_62 = 2.0**62
+_TINY = float(np.finfo(np.float64).tiny)  # smallest normal float64
+
+
+class PoissonParams(NamedTuple):
+    log_rate: np.ndarray  # (B,) float32/64
+    rate: np.ndarray  # (B,) float64, exp(log_rate)
+    exp_neg_rate: np.ndarray  # (B,) float64, exp(-rate) (inversion)
+    ptrs_a: np.ndarray  # (B,) float64, PTRS constants (for rate >= 10)
+    ptrs_b: np.ndarray
+    ptrs_vr: np.ndarray
+    ptrs_log_inv_alpha: np.ndarray
+
+
+class PoissonScores(NamedTuple):
+    log_rate: np.ndarray
+
+
+# --------------------------------------------------------------------------- the log-mass
+# Array-friendly pieces, shared by the scalar code and the numpy baseline.
+@jitable
+def _log_pmf_table(kf, k, rate, log_rate):
+    """k log(rate) - rate - log k! for 0 <= k < 16."""
+    return kf * log_rate - rate - LOG_FACTORIAL[k]
+
+
+@jitable
+def _stirlerr(kf):
+    """log k! - [(k + 1/2) log k - k + log(2 pi)/2] for k >= 16 (Stirling series)."""
+    kk = kf * kf
+    return (1.0 / 12 - (1.0 / 360 - (1.0 / 1260 - (1.0 / 1680 - (1.0 / 1188) / kk)
+                                       / kk) / kk) / kk) / kf
+
+
+@jitable
+def _bd0_near(kf, rate):
+    """k log(k/l) + l - k for |k - l| < 0.1 (k + l): (k-l) v + 2k v^3 sum v^2j/(2j+3)."""
+    diff = kf - rate
+    v = diff / (kf + rate)
+    v2 = v * v
+    series = 1.0 / 21
+    for j in range(8, -1, -1):
+        series = 1.0 / (2 * j + 3) + v2 * series
+    return diff * v + 2.0 * kf * v * v2 * series
+
+
+@jitable
+def _bd0_log1p(kf, rate, t):
+    """k log(k/l) + l - k = k log1p(t) - (k - l), t = (k - l)/l (|v| >= 0.1, l > 0)."""
+    return kf * m.log1p(t) - (kf - rate)
+
+
+@jitable
+def _bd0_direct(kf, rate, log_rate):
+    """k log(k/l) + l - k with log l = log_rate exact: for l subnormal or 0 (then
+    k >> l and nothing cancels)."""
+    return kf * (m.log(kf) - log_rate) + rate - kf
+
+
+@jitable
+def _log_pmf_loader(kf, bd0):
+    return -0.5 * (LOG_2PI + m.log(kf)) - _stirlerr(kf) - bd0
+
+
+@jitable
+def _log_pmf1(k, rate, log_rate):
+    """log p(k) of one integer k (scalar code)."""
+    if k < 0:
+        return -np.inf
+    kf = np.float64(k)
+    if k < _TABLE_SIZE:
+        return _log_pmf_table(kf, k, rate, log_rate)
+    if abs(kf - rate) < 0.1 * (kf + rate):
+        bd0 = _bd0_near(kf, rate)
+    else:
+        t = (kf - rate) / rate if rate >= _TINY else np.inf
+        if t < np.inf:
+            bd0 = _bd0_log1p(kf, rate, t)
+        else:
+            bd0 = _bd0_direct(kf, rate, log_rate)
+    return _log_pmf_loader(kf, bd0)
+
+
+def _log_pmf_np(k, rate, log_rate):
+    """Vectorised :func:`_log_pmf1` (int64 ``k``; float64 ``rate``, ``log_rate``)."""
+    out = np.full(k.shape, -np.inf)
+    kf = k.astype(np.float64)
+    small = (k >= 0) & (k < _TABLE_SIZE)
+    out[small] = _log_pmf_table(kf[small], k[small], rate[small], log_rate[small])
+    big = k >= _TABLE_SIZE
+    kb, rb, lb = kf[big], rate[big], log_rate[big]
+    near = np.abs(kb - rb) < 0.1 * (kb + rb)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        t = np.where(rb >= _TINY, (kb - rb) / np.where(rb >= _TINY, rb, 1.0), np.inf)
+    mid = ~near & (t < np.inf)
+    far = ~near & ~mid
+    bd0 = np.empty(kb.shape)
+    bd0[near] = _bd0_near(kb[near], rb[near])
+    bd0[mid] = _bd0_log1p(kb[mid], rb[mid], t[mid])
+    bd0[far] = _bd0_direct(kb[far], rb[far], lb[far])
+    out[big] = _log_pmf_loader(kb, bd0)
+    return out
+
+
+# --------------------------------------------------------------------------- sampling
+@jitable
+def _inversion(p, b, st):
+    """lambda < 10: smallest k with u <= P(X <= k), by sequential search."""
+    w = philox_block(st, 0)
+    u = u01_f64(w[0], w[1])
+    k = np.int64(0)
+    pk = p.exp_neg_rate[b]
+    cdf = pk
+    while u > cdf:
+        k += 1
+        pk *= p.rate[b] / k
+        nxt = cdf + pk
+        if nxt == cdf:  # the rest of the tail is below the resolution of u
+            break
+        cdf = nxt
+    return k
+
+
+@jitable
+def _ptrs(p, b, st):
+    """lambda >= 10: Hörmann's PTRS, one Philox block (U, V) per try."""
+    rate = p.rate[b]
+    log_rate = np.float64(p.log_rate[b])
+    a = p.ptrs_a[b]
+    bb = p.ptrs_b[b]
+    block = 0
+    while True:
+        w = philox_block(st, block)
+        block += 1
+        uu = u01_f64(w[0], w[1]) - 0.5
+        v = u01_f64(w[2], w[3])
+        us = 0.5 - abs(uu)
+        y = (2.0 * a / us + bb) * uu + rate + 0.43
+        if us >= 0.07 and v <= p.ptrs_vr[b]:
+            return np.int64(y)  # y > 0 here: truncation is floor
+        # k < 0, or k so large (>= 2**62 > 1000 lambda) that the exact test rejects it
+        if y < 0.0 or y >= _TWO_62 or (us < 0.013 and v > us):
+            continue
+        k = np.int64(y)
+        if (m.log(v) + p.ptrs_log_inv_alpha[b] - m.log(a / (us * us) + bb)
+                <= _log_pmf1(k, rate, log_rate)):
+            return k
+
+
+@jitable
+def _draw(p, b, st):
+    if p.rate[b] < PTRS_MIN_RATE:
+        return _inversion(p, b, st)
+    return _ptrs(p, b, st)
+
+
+# --------------------------------------------------------------------------- entropy, kl
+@jitable
+def _entropy_window(rate):
+    """[k_lo, k_hi] of the entropy sum (omitted mass < 1e-25)."""
+    spread = 12.0 * m.sqrt(rate)
+    lo = rate - spread - 5.0
+    k_lo = np.int64(lo) if lo > 0.0 else np.int64(0)
+    return k_lo, np.int64(rate + spread + 30.0)
+
+
+@jitable
+def _entropy_term(k, rate, log_rate):
+    lp = _log_pmf1(k, rate, log_rate)
+    return -m.exp(lp) * lp
+
+
+@jitable
+def _entropy_series(rate):
+    r = 1.0 / rate
+    return (0.5 * (m.log(rate) + 1.0 + LOG_2PI)
+            - r * (1.0 / 12 + r * (1.0 / 24 + r * (19.0 / 360 + r * (9.0 / 80)))))
+
+
+@jitable
+def _entropy1(rate, log_rate):
+    if rate >= ENTROPY_SERIES_MIN_RATE:
+        return _entropy_series(rate)
+    k_lo, k_hi = _entropy_window(rate)
+    acc = 0.0
+    for k in range(k_lo, k_hi + 1):
+        acc += _entropy_term(k, rate, log_rate)
+    return acc
+
+
+@jitable
+def _kl1(rate_p, rate_q, log_rate_p, log_rate_q):
+    d = log_rate_p - log_rate_q
+    if abs(d) < 1.0:
+        return rate_p * (d + m.expm1(-d))
+    return rate_q - rate_p + rate_p * d
+
+
+# --------------------------------------------------------------------------- scalar maths
+class scalar:
+    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+
+    @staticmethod
+    @jitable
+    def sample1(p, b, st, x, i):
+        x[i] = _draw(p, b, st)
+
+    @staticmethod
+    @jitable
+    def log_prob1(p, b, x, i):
+        return _log_pmf1(x[i], p.rate[b], np.float64(p.log_rate[b]))
+
+    @staticmethod
+    @jitable
+    def score1(p, b, x, i, s):
+        k = x[i]
+        s.log_rate[i] = np.float64(k) - p.rate[b] if k >= 0 else 0.0
+
+    @staticmethod
+    @jitable
+    def sample_score1(p, b, st, x, i, s):
+        k = _draw(p, b, st)
+        x[i] = k
+        s.log_rate[i] = np.float64(k) - p.rate[b]
+        return _log_pmf1(k, p.rate[b], np.float64(p.log_rate[b]))
+
+    @staticmethod
+    @jitable
+    def entropy1(p, b):
+        return _entropy1(p.rate[b], np.float64(p.log_rate[b]))
+
+    @staticmethod
+    @jitable
+    def kl1(p, q, b):
+        return _kl1(p.rate[b], q.rate[b], np.float64(p.log_rate[b]), np.float64(q.log_rate[b]))
+
+
+# --------------------------------------------------------------------------- numpy baseline
+def _inversion_np(p, st, b):
+    w = npb.philox_block(st, np.zeros(b.shape, np.int64))
+    u = u01_f64(w[0], w[1])
+    k = np.zeros(b.shape, np.int64)
+    pk = p.exp_neg_rate[b]
+    cdf = pk.copy()
+    pending = np.flatnonzero(u > cdf)
+    while pending.size:
+        k[pending] += 1
+        pk[pending] *= p.rate[b[pending]] / k[pending]
+        nxt = cdf[pending] + pk[pending]
+        moved = nxt != cdf[pending]
+        cdf[pending] = nxt
+        pending = pending[moved & (u[pending] > nxt)]
+    return k
+
+
+def _ptrs_np(p, st, b):
+    n = b.shape[0]
+    out = np.empty(n, np.int64)
+    block = np.zeros(n, np.int64)
+    pending = np.arange(n)
+    rate = p.rate[b]
+    log_rate = p.log_rate[b].astype(np.float64)
+    a, bb, vr, lia = p.ptrs_a[b], p.ptrs_b[b], p.ptrs_vr[b], p.ptrs_log_inv_alpha[b]
+    while pending.size:
+        w = npb.philox_block(tuple(s[pending] for s in st), block[pending])
+        block[pending] += 1
+        uu = u01_f64(w[0], w[1]) - 0.5
+        v = u01_f64(w[2], w[3])
+        us = 0.5 - np.abs(uu)
+        ap, bp = a[pending], bb[pending]
+        y = (2.0 * ap / us + bp) * uu + rate[pending] + 0.43
+        fast = (us >= 0.07) & (v <= vr[pending])
+        test = ~fast & ~((y < 0.0) | (y >= _TWO_62) | ((us < 0.013) & (v > us)))
+        k = np.where(fast | test, y, 0.0).astype(np.int64)
+        accept = fast.copy()
+        ti = np.flatnonzero(test)
+        pi = pending[ti]
+        accept[ti] = (np.log(v[ti]) + lia[pi] - np.log(ap[ti] / (us[ti] * us[ti]) + bp[ti])
+                      <= _log_pmf_np(k[ti], rate[pi], log_rate[pi]))
+        out[pending[accept]] = k[accept]
+        pending = pending[~accept]
+    return out
+
+
+def _draw_np(p, key, n_atoms, B):
+    atoms, b = npb.atoms_and_batch(n_atoms, B)
+    st = npb.streams(key, atoms)
+    x = np.empty(n_atoms, np.int64)
+    small = p.rate[b] < PTRS_MIN_RATE
+    for sel, draw in ((small, _inversion_np), (~small, _ptrs_np)):
+        idx = np.flatnonzero(sel)
+        if idx.size:
+            x[idx] = draw(p, tuple(s[idx] for s in st), b[idx])
+    return b, x
+
+
+def _entropy_np(rate, log_rate):
+    out = np.empty(rate.shape)
+    series = rate >= ENTROPY_SERIES_MIN_RATE
+    out[series] = _entropy_series(rate[series])
+    idx = np.flatnonzero(~series)
+    r, lr = rate[idx], log_rate[idx]
+    spread = 12.0 * np.sqrt(r)
+    k_lo = np.maximum(r - spread - 5.0, 0.0).astype(np.int64)
+    k_hi = (r + spread + 30.0).astype(np.int64)
+    acc = np.zeros(idx.shape)
+    # the same terms added in the same order (k ascending) as the scalar loop
+    for j in range(int((k_hi - k_lo).max(initial=-1)) + 1):
+        k = k_lo + j
+        lp = _log_pmf_np(k, r, lr)
+        acc += np.where(k <= k_hi, -np.exp(lp) * lp, 0.0)
+    out[idx] = acc
+    return out
+
+
+class vectorised:
+    """The same maths on whole arrays (``backend="numpy"``)."""
+
+    @staticmethod
+    def sample(p, key, n_atoms, B, dtype):
+        return _draw_np(p, key, n_atoms, B)[1]
+
+    @staticmethod
+    def log_prob(p, x, B):
+        b = np.arange(x.shape[0]) % B
+        return _log_pmf_np(x, p.rate[b], p.log_rate[b].astype(np.float64))
+
+    @staticmethod
+    def score(p, x, B):
+        b = np.arange(x.shape[0]) % B
+        return {"log_rate": np.where(x >= 0, x - p.rate[b], 0.0)}
+
+    @staticmethod
+    def sample_score(p, key, n_atoms, B, dtype):
+        b, x = _draw_np(p, key, n_atoms, B)
+        lp = _log_pmf_np(x, p.rate[b], p.log_rate[b].astype(np.float64))
+        return x, lp, {"log_rate": x - p.rate[b]}
+
+    @staticmethod
+    def entropy(p):
+        return _entropy_np(p.rate, p.log_rate.astype(np.float64))
+
+    @staticmethod
+    def kl(p, q):
+        d = p.log_rate.astype(np.float64) - q.log_rate.astype(np.float64)
+        near = np.abs(d) < 1.0
+        return np.where(near, p.rate * (d + np.expm1(np.where(near, -d, 0.0))),
+                        q.rate - p.rate + p.rate * d)
+
+
+def _prepare(flat: dict) -> dict:
+    log_rate = flat["log_rate"].astype(np.float64)
+    if (log_rate > math.log(MAX_RATE)).any():
+        raise ValueError(f"log_rate must be <= log(2**52) = {math.log(MAX_RATE):.4f} "
+                         f"(rate <= 2**52), got {log_rate.max()}")
+    rate = np.exp(log_rate)
+    # PTRS constants (Hörmann 1993, as in numpy's random_poisson_ptrs); unused below 10
+    big = np.maximum(rate, PTRS_MIN_RATE)
+    b = 0.931 + 2.53 * np.sqrt(big)
+    return {
+        "rate": rate,
+        "exp_neg_rate": np.exp(-rate),
+        "ptrs_a": -0.059 + 0.02483 * b,
+        "ptrs_b": b,
+        "ptrs_vr": 0.9277 - 3.6224 / (b - 2.0),
+        "ptrs_log_inv_alpha": np.log(1.1239 + 1.1328 / (b - 3.4)),
+    }
+
+
+FAMILY = Family(
+    name="Poisson",
+    params_cls=PoissonParams,
+    scores_cls=PoissonScores,
+    param_names=("log_rate",),
+    param_event_ndims=(0,),
+    prepare=_prepare,
+    numpy_ops=vectorised,
+    discrete=True,
+)
+register(PoissonParams, scalar)
+
+
+class Poisson(Distribution):
+    """Poisson distribution with rate ``exp(log_rate)``.
+
+    Parameters
+    ----------
+    log_rate : array_like (float32 or float64; ints promote to float64)
+        Log of the rate (``rate <= 2**52``), broadcast to ``full_shape``.  Scores
+        are w.r.t. it.
+    event_ndims : int
+        Trailing dims of ``full_shape`` treated as one event (independent counts):
+        log-probs and entropies sum over them.
+    backend : {"cpu", "cuda", "numpy"}
+
+    Samples are int64 counts; ``score(x)["log_rate"] = x - rate``.  ``log_prob``
+    is ``-inf`` (score 0) for negative ``x``.
+    """
+
+    family = FAMILY
+
+    def __init__(self, log_rate, event_ndims: int = 0, *, backend: str = "cpu"):
+        self._setup({"log_rate": log_rate}, event_ndims=event_ndims, backend=backend)
+
+    @property
+    def rate(self) -> np.ndarray:
+        """``exp(log_rate)`` broadcast, in the distribution's dtype."""
+        return self._record.rate.reshape(self.full_shape).astype(self.dtype)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The rate (mean = variance = rate)."""
+        return self.rate
+
+    @property
+    def variance(self) -> np.ndarray:
+        return self.rate
