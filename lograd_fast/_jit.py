@@ -25,7 +25,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-__all__ = ["jitable", "by_dtype", "dispatch_on_record"]
+__all__ = ["jitable", "jitable_hot", "by_dtype", "dispatch_on_record"]
 
 _JIT_OPTIONS = {"error_model": "numpy"}
 
@@ -37,6 +37,16 @@ def jitable(fn: Callable) -> Callable:
     def _overload(*args):
         return fn
 
+    return fn
+
+
+def jitable_hot(fn: Callable) -> Callable:
+    """:func:`jitable` for tiny functions on the hot path (Philox, uniforms): on the
+    CPU they are inlined at the IR level at every call site.  (Numba does not inline
+    one compiled function into another at the LLVM level; measured: a serial loop
+    calling Philox through a call boundary never vectorises.)"""
+    n = _arity(fn)
+    _register(fn, _with_arity("def fn(ARGS):\n    return impl\n", n, {"impl": fn}))
     return fn
 
 
