@@ -10,9 +10,10 @@ where ``atom`` is the flat index of the scalar (or row) being drawn in a call an
 sampler simply takes more blocks).  There is no generator state, so results are
 bitwise identical for any thread count, on CPU and GPU, and when a job is split.
 
-A *stream tuple* ``st = (k0, k1, atom_lo, atom_hi, stream)`` (five uint64 holding
-32-bit values) identifies an atom; :func:`philox_block` turns ``(st, block)`` into
-four 32-bit words.  All words are carried in uint64 so that the 32x32->64 bit
+A *stream tuple* ``st = (k0, k1, atom_lo, atom_hi, stream, w0, w1, w2, w3)`` (uint64
+holding 32-bit values: the key, the atom's counter words and its block 0, which every
+sampler needs first) identifies an atom; :func:`philox_block` turns ``(st, block)``
+into four 32-bit words.  All words are carried in uint64 so that the 32x32->64 bit
 products of Philox are exact in Numba, in CUDA and in plain Python alike.
 
 Draws
@@ -35,7 +36,7 @@ import math
 
 import numpy as np
 
-from ._jit import by_dtype, jitable
+from ._jit import by_dtype, jitable, jitable_hot
 
 __all__ = [
     "philox4x32",
@@ -58,68 +59,61 @@ _PHILOX_W0 = _U(0x9E3779B9)
 _PHILOX_W1 = _U(0xBB67AE85)
 
 
-@jitable
-def _philox_round(c0, c1, c2, c3, k0, k1):
-    p0 = _PHILOX_M0 * c0
-    p1 = _PHILOX_M1 * c2
-    return (
-        (p1 >> _SHIFT32) ^ c1 ^ k0,
-        p1 & _MASK32,
-        (p0 >> _SHIFT32) ^ c3 ^ k1,
-        p0 & _MASK32,
-    )
-
-
-@jitable
-def _bump(k0, k1):
-    return (k0 + _PHILOX_W0) & _MASK32, (k1 + _PHILOX_W1) & _MASK32
-
-
-@jitable
+@jitable_hot
 def philox4x32(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 of counter ``(c0..c3)`` under key ``(k0, k1)`` (uint64 words)."""
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    c0, c1, c2, c3 = _philox_round(c0, c1, c2, c3, k0, k1)
-    k0, k1 = _bump(k0, k1)
-    return _philox_round(c0, c1, c2, c3, k0, k1)
+    for _ in range(9):
+        p0 = _PHILOX_M0 * c0
+        p1 = _PHILOX_M1 * c2
+        c0, c1, c2, c3 = (p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _MASK32, \
+            (p0 >> _SHIFT32) ^ c3 ^ k1, p0 & _MASK32
+        k0 = (k0 + _PHILOX_W0) & _MASK32
+        k1 = (k1 + _PHILOX_W1) & _MASK32
+    p0 = _PHILOX_M0 * c0
+    p1 = _PHILOX_M1 * c2
+    return (p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SHIFT32) ^ c3 ^ k1, p0 & _MASK32
 
 
-@jitable
+@jitable_hot
 def make_stream(seed_lo, seed_hi, stream, atom):
-    """The stream tuple of atom ``atom`` (a non-negative int64) of a call."""
+    """The stream tuple of atom ``atom`` (a non-negative int64) of a call.
+
+    It carries block 0 (every sampler starts there), computed here: see
+    :func:`stream_with_block0` for why."""
     a = _U(atom)
-    return (seed_lo, seed_hi, a & _MASK32, a >> _SHIFT32, stream)
+    lo = a & _MASK32
+    hi = a >> _SHIFT32
+    w = philox4x32(_U(0), lo, hi, stream, seed_lo, seed_hi)
+    return (seed_lo, seed_hi, lo, hi, stream, w[0], w[1], w[2], w[3])
 
 
-@jitable
+@jitable_hot
+def stream_with_block0(seed_lo, seed_hi, stream, atom, w0, w1, w2, w3):
+    """The stream tuple of ``atom`` given its block 0, computed beforehand.
+
+    The CPU drivers compute block 0 of a whole chunk of atoms in a separate loop
+    that vectorises (Philox is 10 dependent rounds: scalar it is latency-bound),
+    then run the branchy per-atom samplers with it."""
+    a = _U(atom)
+    return (seed_lo, seed_hi, a & _MASK32, a >> _SHIFT32, stream, w0, w1, w2, w3)
+
+
+@jitable_hot
 def philox_block(st, block):
     """Four uint32 words (as uint64) of block ``block`` of the atom ``st``."""
+    if block == 0:
+        return st[5], st[6], st[7], st[8]
     return philox4x32(_U(block), st[2], st[3], st[4], st[0], st[1])
 
 
-@jitable
+@jitable_hot
 def u01_f64(w_hi, w_lo):
     """Uniform float64 in (0, 1) from 52 bits of two words: ``(k + 1/2) / 2**52``."""
     k = ((w_hi << _U(20)) | (w_lo >> _U(12))) & _U(0xFFFFFFFFFFFFF)
     return (np.float64(k) + 0.5) * 2.220446049250313e-16
 
 
-@jitable
+@jitable_hot
 def u01_f32(w):
     """Uniform float32 in (0, 1) from 23 bits of one word: ``(k + 1/2) / 2**23``."""
     k = w >> _U(9)
@@ -275,3 +269,82 @@ def _std_exponential_f32(st, block):
 
 std_exponential = by_dtype(_std_exponential_f32, _std_exponential_f64)
 std_exponential.__doc__ = """``std_exponential(like, st, block) -> (e, next_block)``: Exp(1)."""
+
+
+# --------------------------------------------------------------------------
+# Gamma: Marsaglia & Tsang (2000), returned in log space.
+#
+# For alpha >= 1: d = alpha - 1/3, c = 1/sqrt(9d); draw z ~ N(0,1) until
+# v = (1 + c z)^3 > 0 and u < 1 - 0.0331 z^4 (squeeze) or
+# log u < z^2/2 + d (1 - v + log v); then G = d v.  Acceptance >= 95%.
+# For alpha < 1 (the "boost"): G(alpha) = G(alpha + 1) * U^(1/alpha), done as
+# log G = log G(alpha + 1) + log(U) / alpha, which is finite for any alpha > 0,
+# whereas G itself underflows to 0 for alpha ~ 1e-3 about half of the time.
+# Draw order within the atom: [normal, uniform] per proposal, then the boost
+# uniform.  Arithmetic is float64 for both dtypes; float32 only selects the
+# 32-bit normal and uniform draws (one Philox word each).
+# --------------------------------------------------------------------------
+_ONE_THIRD = 1.0 / 3.0
+
+
+@jitable
+def _std_gamma_log_f64(st, block, alpha):
+    boost = alpha < 1.0
+    d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        z, block = _std_normal_f64(st, block)
+        v = 1.0 + c * z
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        u, block = _uniform_f64(st, block)
+        z2 = z * z
+        if u < 1.0 - 0.0331 * z2 * z2:
+            break
+        if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+            break
+    log_g = math.log(d * v)
+    if boost:
+        u, block = _uniform_f64(st, block)
+        log_g = log_g + math.log(u) / alpha
+    return log_g, block
+
+
+@jitable
+def _std_gamma_log_f32(st, block, alpha):
+    boost = alpha < 1.0
+    d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        z32, block = _std_normal_f32(st, block)
+        z = np.float64(z32)
+        v = 1.0 + c * z
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        u32, block = _uniform_f32(st, block)
+        u = np.float64(u32)
+        z2 = z * z
+        if u < 1.0 - 0.0331 * z2 * z2:
+            break
+        if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+            break
+    log_g = math.log(d * v)
+    if boost:
+        u32, block = _uniform_f32(st, block)
+        log_g = log_g + math.log(np.float64(u32)) / alpha
+    return log_g, block
+
+
+std_gamma_log = by_dtype(_std_gamma_log_f32, _std_gamma_log_f64)
+std_gamma_log.__doc__ = """``std_gamma_log(like, st, block, alpha) -> (log_g, next_block)``.
+
+``log_g`` (float64) is the log of a standard Gamma(``alpha``) draw (shape ``alpha``
+> 0, float64; rate 1), by Marsaglia-Tsang with the ``alpha < 1`` boost in log
+space, so it is finite even where the draw itself would underflow.  ``like``
+picks the float32 (32-bit normal/uniform words) or float64 draws; the arithmetic
+is float64 either way.  Marsaglia & Tsang, "A simple method for generating gamma
+variables", ACM TOMS 26(3), 2000."""
+
+__all__ += ["std_gamma_log"]
