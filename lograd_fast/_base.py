@@ -75,14 +75,52 @@ def cuda_backend():
     return _cuda
 
 
-def as_float_param(value: Any, name: str) -> np.ndarray:
-    """``value`` as a float32/float64 array (ints promote to float64); TypeError otherwise."""
-    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
-        value = value.copy_to_host() if hasattr(value, "copy_to_host") else np.asarray(value)
+def _requires_grad_error(name: str) -> TypeError:
+    return TypeError(f"{name} is a tensor that requires grad: lograd_fast's numpy paths do not "
+                     f"track gradients; pass {name}.detach() (a view, no copy) or use the "
+                     "autograd adapter lograd_fast.torch")
+
+
+def as_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a host numpy array, without a copy wherever the input allows.
+
+    numpy arrays pass through untouched.  Objects with ``__array__`` (CPU torch
+    tensors, JAX arrays) and then ``__dlpack__`` (``np.from_dlpack``) are wrapped
+    zero-copy, keeping their strides; nested sequences and scalars go through
+    ``np.asarray``.  A tensor that ``requires_grad`` is a TypeError naming ``name``
+    (detaching is the caller's decision); so is a GPU array
+    (``__cuda_array_interface__``: moving it to the host is never implicit here)
+    and anything numpy cannot view (e.g. bfloat16, another device).
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    if getattr(value, "requires_grad", False) is True:
+        raise _requires_grad_error(name)
+    if hasattr(value, "__cuda_array_interface__"):
+        raise TypeError(f"{name} is a GPU array ({type(value).__name__}) but this call needs "
+                        "host memory: move it to the CPU or use backend='cuda'")
     try:
-        arr = np.asarray(value)
-    except Exception as exc:  # e.g. ragged lists
-        raise TypeError(f"{name} must be array-like of floats, got {type(value).__name__}") from exc
+        if hasattr(value, "__array__") or not hasattr(value, "__dlpack__"):
+            return np.asarray(value)
+        return np.from_dlpack(value)
+    except Exception as exc:  # ragged lists, unsupported dtypes or devices
+        raise TypeError(f"{name} must be array-like with a numpy dtype on the CPU, got "
+                        f"{type(value).__name__} ({exc})") from exc
+
+
+def as_float_param(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float32/float64 array (ints promote to float64); TypeError otherwise.
+
+    Accepts what :func:`as_array` accepts; GPU arrays (numba, CuPy, torch) are copied
+    to the host, since parameters are copied into the distribution's record anyway.
+    """
+    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        if getattr(value, "requires_grad", False) is True:
+            raise _requires_grad_error(name)
+        if not hasattr(value, "copy_to_host"):
+            value = cuda_backend().cuda.as_cuda_array(value)
+        value = value.copy_to_host()
+    arr = as_array(value, name)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
     if arr.dtype.kind in "iu":
@@ -103,6 +141,8 @@ def common_dtype(arrays: list[np.ndarray], scalars: list[bool]) -> np.dtype:
 
 
 def check_finite(arr: np.ndarray, name: str, allow_neg_inf: bool = False) -> None:
+    if np.isfinite(arr).all():  # the common case, one pass
+        return
     if allow_neg_inf:
         bad = np.isnan(arr) | (arr == np.inf)
     else:
@@ -125,13 +165,17 @@ def check_n(n: Any) -> int | None:
 
 
 def check_seed(seed: Any, stream: Any) -> tuple:
-    for name, value, hi in (("seed", seed, _MAX_SEED), ("stream", stream, _MAX_STREAM)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be a non-negative int, got {value!r}")
-        if not 0 <= int(value) <= hi:
-            raise ValueError(f"{name} must be in [0, {hi}], got {value}")
-    seed = int(seed)
-    return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(int(stream)))
+    """``(seed_lo, seed_hi, stream)`` as uint64, after checking both are valid ints."""
+    if type(seed) is not int or type(stream) is not int:  # fast path: plain ints
+        for name, value in (("seed", seed), ("stream", stream)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be a non-negative int, got {value!r}")
+        seed, stream = int(seed), int(stream)
+    if not 0 <= seed <= _MAX_SEED:
+        raise ValueError(f"seed must be in [0, {_MAX_SEED}], got {seed}")
+    if not 0 <= stream <= _MAX_STREAM:
+        raise ValueError(f"stream must be in [0, {_MAX_STREAM}], got {stream}")
+    return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(stream))
 
 
 def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str) -> None:
@@ -178,8 +222,10 @@ class Distribution:
                 raise ValueError(f"{name} must have at least {k} dimension(s), "
                                  f"got shape {arr.shape}")
             lead[name] = arr.shape[: arr.ndim - k]
+        shapes = list(lead.values())
         try:
-            full_shape = np.broadcast_shapes(*lead.values())
+            full_shape = shapes[0] if shapes.count(shapes[0]) == len(shapes) \
+                else np.broadcast_shapes(*shapes)
         except ValueError:
             raise ValueError("parameter shapes do not broadcast: "
                              + ", ".join(f"{k}{tuple(v)}" for k, v in lead.items())) from None
@@ -198,8 +244,9 @@ class Distribution:
         for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
             k = ends.get(name, 1 if name in extra else 0)
             tail = arr.shape[arr.ndim - k:]
-            full = np.broadcast_to(arr, full_shape + tail)
-            flat[name] = np.array(full, order="C").reshape((self._B,) + tail)  # own copy
+            if arr.shape != full_shape + tail:
+                arr = np.broadcast_to(arr, full_shape + tail)
+            flat[name] = np.array(arr, order="C").reshape((self._B,) + tail)  # own copy
         for name in fam.param_names:
             check_finite(flat[name], name, allow_neg_inf=name == "logits")
         derived = fam.prepare(flat)
@@ -255,6 +302,9 @@ class Distribution:
             shapes.append(("log_prob", self._lp_shape(n), self.dtype))
         if want_s:
             shapes.append(("score", self._score_shapes(n), self.dtype))
+        if out is None and self.backend != "cuda":  # the common case, kept lean
+            return [{k: np.empty(v, dtype) for k, v in shape.items()} if what == "score"
+                    else np.empty(shape, dtype) for what, shape, dtype in shapes]
         if out is None:
             given = [None] * len(shapes)
         elif len(shapes) == 1:
@@ -298,12 +348,17 @@ class Distribution:
         if self.backend == "cuda" and hasattr(x, "__cuda_array_interface__") \
                 and not isinstance(x, np.ndarray):
             return cuda_backend().check_device_x(self, x)
-        try:
-            x = np.asarray(x)
-        except Exception as exc:
-            raise TypeError(f"x must be array-like, got {type(x).__name__}") from exc
+        foreign = not isinstance(x, (np.ndarray, np.generic, numbers.Number, list, tuple))
+        x = as_array(x, "x")
         if x.dtype == np.bool_ or x.dtype.kind not in "iuf":
             raise TypeError(f"x must have a real numeric dtype, got {x.dtype}")
+        # A tensor (torch, JAX, ...) is used in place; converting its dtype would be a
+        # silent copy and usually a bug, so only exact dtypes (or integer class
+        # indices of a discrete family) are accepted.
+        if foreign and x.dtype != self._sample_dtype and not (
+                self.family.discrete and x.dtype.kind in "iu"):
+            raise TypeError(f"x has dtype {x.dtype} but this distribution's samples are "
+                            f"{self._sample_dtype}: convert x explicitly")
         core = self.full_shape + self.sample_event_shape
         k = len(core)
         if x.ndim < k or x.shape[x.ndim - k:] != core:

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from .. import numpy_backend as npb
-from .._base import Distribution, Family
+from .._base import Distribution, Family, as_array
 from .._dispatch import register
 from .._jit import jitable
 from .._rng import philox_block, u01_f64
@@ -192,18 +192,21 @@ def _prepare_rows(logits, mask, log_norm, log_probs, probs, cdf):
         for k in range(K):
             lk = np.float64(logits[b, k])
             if mask[b, k] and lk > -np.inf:
-                total += math.exp(lk - top)
+                probs[b, k] = math.exp(lk - top)  # unnormalised for now
+                total += probs[b, k]
+            else:
+                probs[b, k] = 0.0
         norm = top + math.log(total)
         log_norm[b] = norm
+        inv_total = 1.0 / total
         acc = 0.0
         for k in range(K):
             lk = np.float64(logits[b, k])
             if mask[b, k] and lk > -np.inf:
-                log_probs[b, k] = lk - norm
-                probs[b, k] = math.exp(lk - norm)
+                log_probs[b, k] = lk - norm  # finite even where exp underflows to 0
+                probs[b, k] *= inv_total
             else:
                 log_probs[b, k] = -np.inf
-                probs[b, k] = 0.0
             acc += probs[b, k]
             cdf[b, k] = acc
         for k in range(K):
@@ -256,8 +259,8 @@ class Categorical(Distribution):
     family = FAMILY
 
     def __init__(self, logits, mask=None, *, backend: str = "cpu"):
-        logits_arr = np.asarray(logits) if not hasattr(logits, "__cuda_array_interface__") \
-            else logits
+        logits_arr = logits if hasattr(logits, "__cuda_array_interface__") \
+            else as_array(logits, "logits")
         if np.ndim(logits_arr) < 1:
             raise ValueError("logits must have at least one dimension (the classes)")
         K = np.shape(logits_arr)[-1]
@@ -266,7 +269,7 @@ class Categorical(Distribution):
         if mask is None:
             mask_arr = np.ones(np.shape(logits_arr), dtype=bool)
         else:
-            mask_arr = np.asarray(mask)
+            mask_arr = as_array(mask, "mask")
             if mask_arr.dtype != np.bool_:
                 raise TypeError(f"mask must be a boolean array, got dtype {mask_arr.dtype}")
             if mask_arr.ndim < 1 or mask_arr.shape[-1] != K:
