@@ -4,8 +4,10 @@ Numba's own cache validates an entry against the source file of the cached
 function only.  Our drivers live in ``_kernels.py`` but inline maths from
 ``_rng.py`` and ``families/*.py``; an edit there would silently reuse stale
 machine code.  The locator below files every kernel of this package under
-``<cache root>/<sha256 of all package sources>/`` and uses that hash as the
-freshness stamp, so any edit anywhere in the package starts a fresh cache.
+``<cache root>/<sha256 of the package's kernel sources>/`` and uses that hash (plus
+the hash of the function's own file) as the freshness stamp, so any edit to code that
+a kernel may inline starts a fresh cache, while editing the CLI or the sweep runner
+does not throw the compiled kernels away.
 
 Cache root: ``$LOGRAD_FAST_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/lograd_fast``,
 else ``$XDG_CACHE_HOME/lograd_fast`` (``~/.cache/lograd_fast``).
@@ -26,13 +28,26 @@ _CacheImpl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+# Files whose code is never compiled into a kernel of another file: editing them
+# should not throw the compiled kernels away (their own jitted functions, if any,
+# are still keyed on their own file's hash, see ``get_source_stamp``).
+_NOT_KERNEL_SOURCES = ("cli", "sweep", "torch.py", "jax.py", "_cache.py")
+
+
 def source_hash() -> str:
-    """SHA-256 (first 16 hex digits) of every ``.py`` file of the package."""
+    """SHA-256 (first 16 hex digits) of the package's kernel sources."""
     digest = hashlib.sha256()
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        rel = path.relative_to(PACKAGE_DIR)
+        if rel.parts[0] in _NOT_KERNEL_SOURCES:
+            continue
+        digest.update(str(rel).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _file_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def cache_root() -> Path:
@@ -56,6 +71,7 @@ class PackageHashLocator(_CacheLocator):
     """Numba cache locator for functions defined inside lograd_fast."""
 
     def __init__(self, py_func, py_file):
+        self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
         rel = Path(py_file).resolve().relative_to(PACKAGE_DIR)
         self._tag = str(rel.with_suffix("")).replace(os.sep, ".")
@@ -65,7 +81,7 @@ class PackageHashLocator(_CacheLocator):
         return self._cache_path
 
     def get_source_stamp(self):
-        return SOURCE_HASH
+        return SOURCE_HASH, _file_hash(self._py_file)
 
     def get_disambiguator(self):
         return f"{self._tag}-{self._lineno}"

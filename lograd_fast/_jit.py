@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from numba import types
+from numba.core.target_extension import current_target
 from numba.extending import overload
 
 __all__ = ["jitable", "jitable_hot", "by_dtype", "dispatch_on_record"]
@@ -46,7 +47,7 @@ def jitable_hot(fn: Callable) -> Callable:
     one compiled function into another at the LLVM level; measured: a serial loop
     calling Philox through a call boundary never vectorises.)"""
     n = _arity(fn)
-    _register(fn, _with_arity("def fn(ARGS):\n    return impl\n", n, {"impl": fn}))
+    _register(fn, lambda: _with_arity("def fn(ARGS):\n    return impl\n", n, {"impl": fn}))
     return fn
 
 
@@ -67,16 +68,22 @@ def _arity(fn: Callable) -> int:
     return len(inspect.signature(fn).parameters)
 
 
-def _register(fn: Callable, typer: Callable) -> None:
+def _inline_on_cpu(expr, caller_info, callee_info) -> bool:
+    """Numba inlining cost model: inline at the IR level when compiling for the CPU."""
+    return str(current_target()) == "cpu"
+
+
+def _register(fn: Callable, make_typer: Callable[[], Callable]) -> None:
     """Overload ``fn`` for every target; on the CPU inline it at the call site.
 
-    Numba's IR inlining of these thin dispatch layers (measured: -13 ns per draw in
-    the sample driver) does not work under numba-cuda's inliner, so the CUDA target
-    gets the ordinary (call) version through the generic registration; NVVM inlines
-    device functions itself.
+    Numba's IR inlining of these thin layers (measured: -13 ns per drawn atom in the
+    sample driver, and Philox vectorises in plain loops) does not work under
+    numba-cuda's inliner (its candidates also include CPU-only overloads), so the
+    decision is taken per call site from the target being compiled: the CUDA target
+    gets an ordinary call, which NVVM inlines itself.
     """
-    overload(fn, target="cpu", strict=False, jit_options=_JIT_OPTIONS, inline="always")(typer)
-    overload(fn, target="generic", strict=False, jit_options=_JIT_OPTIONS)(typer)
+    overload(fn, target="generic", strict=False, jit_options=_JIT_OPTIONS,
+             inline=_inline_on_cpu)(make_typer())
 
 
 def by_dtype(f32: Callable, f64: Callable) -> Callable:
@@ -99,8 +106,8 @@ def by_dtype(f32: Callable, f64: Callable) -> Callable:
         impl = f32 if _is_float32_type(like) else f64
         return _with_arity("def fn(like, ARGS):\n    return impl(ARGS)\n", n, {"impl": impl})
 
-    _register(g, _with_arity("def fn(like, ARGS):\n    return typer(like, ARGS)\n", n,
-                             {"typer": typer}))
+    _register(g, lambda: _with_arity("def fn(like, ARGS):\n    return typer(like, ARGS)\n", n,
+                                     {"typer": typer}))
     g.__name__ = f64.__name__.removesuffix("_f64")
     g.__doc__ = f64.__doc__
     return g
@@ -125,7 +132,7 @@ def dispatch_on_record(name: str, registry: dict, n_args: int) -> Callable:
             return None
         return getattr(ops, name)
 
-    _register(entry, _with_arity("def fn(params, ARGS):\n    return typer(params, ARGS)\n",
+    _register(entry, lambda: _with_arity("def fn(params, ARGS):\n    return typer(params, ARGS)\n",
                                  n_args, {"typer": typer}))
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = f"Family-dispatched entry point ``{name}``."

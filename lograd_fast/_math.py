@@ -26,7 +26,11 @@ def _shim(np_fn, math_fn, name):
         # compiled code calls, so they agree bitwise (np.tanh and math.tanh differ in
         # the last bit for ~20% of inputs here); arrays take numpy.
         if np.ndim(x) == 0:
-            return math_fn(x)
+            try:
+                return math_fn(x)
+            except (ValueError, OverflowError):  # compiled code gives IEEE -inf/inf/nan
+                with np.errstate(all="ignore"):
+                    return np_fn(np.float64(x))
         return np_fn(x)
 
     @overload(fn, target="generic", strict=False)
@@ -124,6 +128,14 @@ def _np_xlog1py(a, y):
 
 def _shim2(np_fn, scalar_fn, name, doc):
     def fn(a, x):
+        # Python scalars (CUDA simulator, NUMBA_DISABLE_JIT) take the compiled code's
+        # function, as in ``_shim``; where Python's math raises (log(0)), numpy gives
+        # the IEEE value the compiled code gives too.
+        if np.ndim(a) == 0 and np.ndim(x) == 0:
+            try:
+                return scalar_fn(a, x)
+            except (ValueError, OverflowError):
+                pass
         return np_fn(a, x)
 
     @overload(fn, target="generic", strict=False)
