@@ -62,64 +62,9 @@ def std_exponential(dtype, st: tuple, block) -> tuple:
     return e.astype(dtype), block
 
 
-def _normal_tail(st: tuple, block: np.ndarray, negative: np.ndarray) -> np.ndarray:
-    out = np.empty(block.shape)
-    pending = np.arange(block.shape[0])
-    block = block.copy()
-    while pending.size:
-        w = philox_block(_take(st, pending), block[pending])
-        block[pending] += 1
-        xx = -np.log(_rng.u01_f64(w[0], w[1])) * _rng._ZIG_INV_R
-        yy = -np.log(_rng.u01_f64(w[2], w[3]))
-        ok = yy + yy > xx * xx
-        x = _rng._ZIG_R + xx
-        done = pending[ok]
-        out[done] = np.where(negative[done], -x[ok], x[ok])
-        pending = pending[~ok]
-    return out
-
-
 def std_normal(dtype, st: tuple, block=0) -> np.ndarray:
     """Vectorised ``_rng.std_normal``: the same ziggurat draws, bitwise."""
-    f32 = np.dtype(dtype) == np.float32
-    n = st[2].shape[0]
-    out = np.empty(n, np.float32 if f32 else np.float64)
-    block = np.full(n, block, np.int64)
-    pending = np.arange(n)
-    table_w, table_k, table_f = (
-        (_rng._ZW32, _rng._ZK32, _rng._ZF32) if f32 else (_rng._ZW64, _rng._ZK64, _rng._ZF64)
-    )
-    while pending.size:
-        sub = _take(st, pending)
-        w = philox_block(sub, block[pending])
-        block[pending] += 1
-        r = w[0] if f32 else (w[0] << _U(32)) | w[1]
-        idx = (r & _U(0xFF)).astype(np.intp)
-        negative = ((r >> _U(8)) & _U(1)) != 0
-        rabs = r >> _U(9 if f32 else 12)
-        x = rabs.astype(out.dtype) * table_w[idx]
-        x = np.where(negative, -x, x)
-        accept = rabs < table_k[idx]
-        tail = ~accept & (idx == 0)
-        wedge = ~accept & (idx != 0)
-        if tail.any():
-            ti = np.flatnonzero(tail)
-            out[pending[ti]] = _normal_tail(_take(sub, ti), block[pending[ti]], negative[ti])
-        if wedge.any():
-            wi = np.flatnonzero(wedge)
-            iw = idx[wi]
-            if f32:
-                u = _rng.u01_f32(w[1][wi]).astype(np.float32)
-                y = (table_f[iw] + u * (table_f[iw + 1] - table_f[iw])).astype(np.float64)
-                xw = x[wi].astype(np.float64)
-            else:
-                u = _rng.u01_f64(w[2][wi], w[3][wi])
-                y = table_f[iw] + u * (table_f[iw + 1] - table_f[iw])
-                xw = x[wi]
-            accept[wi] = y < np.exp(-0.5 * xw * xw)
-        out[pending[accept]] = x[accept]
-        pending = pending[wedge & ~accept]
-    return out
+    return std_normal_next(dtype, st, block)[0]
 
 
 def atoms_and_batch(n_atoms: int, B: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +74,7 @@ def atoms_and_batch(n_atoms: int, B: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- draws with blocks
 # Draws that several per-atom variates share a stream with (gamma, Student-t,
-# Dirichlet) need each atom's next block.  ``std_normal_next`` is the ziggurat of
-# ``std_normal`` above returning it too (the same words, bitwise).
+# Dirichlet) need each atom's next block: these return it along with the draw.
 def _normal_tail_next(st: tuple, block: np.ndarray, negative: np.ndarray) -> tuple:
     out = np.empty(block.shape)
     pending = np.arange(block.shape[0])
