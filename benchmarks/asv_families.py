@@ -1,0 +1,143 @@
+"""asv: every family of the case table, every operation, both backends.
+
+Sizes are atoms per call (``n`` draws x 8 atoms; a categorical atom is a row of
+K=16 classes).  ``track_*`` benchmarks time lograd_fast and the numpy baseline side
+by side inside one call (min of a few round-robin repeats) and record the ratio, so
+the speed-up is comparable across machines and commits even when the absolute
+times are not.
+"""
+
+from __future__ import annotations
+
+import numba
+
+from ._common import (
+    DTYPES,
+    FAMILIES,
+    OPS,
+    draws_for,
+    make_dist,
+    min_times,
+    op_call,
+    out_buffers,
+    size,
+)
+
+SIZES = (2**12, size(2**20, 2**14))
+TRACK_REPEATS = 3
+
+
+def _max_threads() -> int:
+    return numba.config.NUMBA_NUM_THREADS
+
+
+class Ops:
+    """Time and peak memory of one operation on a benchmark-sized batch."""
+
+    params = (list(FAMILIES), list(OPS), ["cpu", "numpy"], list(SIZES), list(DTYPES))
+    param_names = ("family", "op", "backend", "atoms", "dtype")
+
+    def setup(self, family, op, backend, atoms, dtype):
+        self.dist = make_dist(family, backend, dtype)
+        self.n = draws_for(self.dist, atoms)
+        self.call = op_call(self.dist, op, self.n)
+        self.call()  # compile outside the timing
+
+    def time_op(self, family, op, backend, atoms, dtype):
+        self.call()
+
+    def peakmem_op(self, family, op, backend, atoms, dtype):
+        self.call()
+
+
+class OutBuffers:
+    """``out=`` against fresh arrays (allocation and first-touch page faults)."""
+
+    params = (list(FAMILIES), ["sample", "sample_and_score"], [False, True], list(DTYPES))
+    param_names = ("family", "op", "out", "dtype")
+
+    def setup(self, family, op, out, dtype):
+        self.dist = make_dist(family, "cpu", dtype)
+        n = draws_for(self.dist, SIZES[-1])
+        self.call = op_call(self.dist, op, n, out=out_buffers(self.dist, op, n) if out else None)
+        self.call()
+
+    def time_op(self, family, op, out, dtype):
+        self.call()
+
+
+class Threads:
+    """Thread scaling of the fused sample_and_score (``numba.set_num_threads``)."""
+
+    params = (list(FAMILIES), [1, 2, 4])
+    param_names = ("family", "threads")
+
+    def setup(self, family, threads):
+        if threads > _max_threads():
+            raise NotImplementedError(f"only {_max_threads()} Numba threads here")
+        self.saved = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        self.dist = make_dist(family)
+        n = draws_for(self.dist, SIZES[-1])
+        self.call = op_call(self.dist, "sample_and_score", n,
+                            out=out_buffers(self.dist, "sample_and_score", n))
+        self.call()
+
+    def teardown(self, family, threads):
+        numba.set_num_threads(self.saved)
+
+    def time_sample_and_score(self, family, threads):
+        self.call()
+
+
+class SpeedUp:
+    """lograd_fast (cpu) over the numpy baseline, timed side by side."""
+
+    params = (list(FAMILIES), list(OPS), list(SIZES), list(DTYPES))
+    param_names = ("family", "op", "atoms", "dtype")
+
+    def setup(self, family, op, atoms, dtype):
+        self.calls = {}
+        for backend in ("cpu", "numpy"):
+            dist = make_dist(family, backend, dtype)
+            self.calls[backend] = op_call(dist, op, draws_for(dist, atoms))
+
+    def track_speedup_vs_numpy(self, family, op, atoms, dtype):
+        t = min_times(self.calls, TRACK_REPEATS)
+        return t["numpy"] / t["cpu"]
+
+    track_speedup_vs_numpy.unit = "speed-up (x)"
+
+
+class Float32Gain:
+    """float64 time / float32 time of the cpu kernels (bandwidth-bound ops gain most)."""
+
+    params = (list(FAMILIES), list(OPS))
+    param_names = ("family", "op")
+
+    def setup(self, family, op):
+        self.calls = {}
+        for dtype in DTYPES:
+            dist = make_dist(family, "cpu", dtype)
+            n = draws_for(dist, SIZES[-1])
+            self.calls[dtype] = op_call(dist, op, n, out=out_buffers(dist, op, n))
+
+    def track_float32_gain(self, family, op):
+        t = min_times(self.calls, TRACK_REPEATS)
+        return t["float64"] / t["float32"]
+
+    track_float32_gain.unit = "speed-up (x)"
+
+
+class Entropy:
+    """Entropy of a 2^16-row batch (no sampling; some families integrate numerically)."""
+
+    params = (list(FAMILIES), ["cpu", "numpy"])
+    param_names = ("family", "backend")
+
+    def setup(self, family, backend):
+        self.dist = make_dist(family, backend, batch=size(2**16, 2**10))
+        self.dist.entropy()
+
+    def time_entropy(self, family, backend):
+        self.dist.entropy()

@@ -1,0 +1,28 @@
+"""pytest configuration of the benchmark suite.
+
+``bench_*.py`` files are collected here only (the test run collects ``tests/``);
+pyproject.toml passes ``--benchmark-disable``, so a plain ``python -m pytest
+benchmarks`` runs every benchmark once as a test.  Time them with
+``python -m pytest benchmarks --benchmark-enable`` (``--benchmark-only`` skips
+non-benchmark tests, ``--benchmark-group-by=group`` shows the side-by-side tables).
+``LOGRAD_BENCH_QUICK=1`` shrinks every size.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_report_header(config):
+    import numba
+
+    from benchmarks._common import QUICK
+
+    return (f"lograd_fast benchmarks: {'quick' if QUICK else 'full'} sizes, "
+            f"{numba.get_num_threads()} Numba threads")
