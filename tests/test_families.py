@@ -177,13 +177,14 @@ def test_float32_stays_float32(case):
                             for k, v in case.params.items()})
     assert d32.dtype == np.float32
     x, lp, s = d32.sample_and_score(8, seed=9)
-    assert x.dtype == (np.int64 if case.kind == "discrete" else np.float32)
+    discrete = case.cls.family.discrete
+    assert x.dtype == (np.int64 if discrete else np.float32)
     assert lp.dtype == np.float32
     assert all(v.dtype == np.float32 for v in s.values())
     assert d32.log_prob(x).dtype == np.float32
     assert d32.entropy().dtype == np.float32
     lp32 = d32.log_prob(x)
-    lp64 = d64.log_prob(np.asarray(x, dtype=np.int64 if case.kind == "discrete" else np.float64))
+    lp64 = d64.log_prob(np.asarray(x, dtype=np.int64 if discrete else np.float64))
     np.testing.assert_array_equal(np.isfinite(lp32), np.isfinite(lp64))
     finite = np.isfinite(lp64)
     np.testing.assert_allclose(lp32[finite], lp64[finite], rtol=2e-7, atol=2e-7)

@@ -8,6 +8,8 @@ from .exponential import Exponential
 from .gamma import Gamma
 from .laplace import Laplace
 from .lognormal import LogNormal
+from .multi_categorical import MultiCategorical
+from .multivariate_normal import MultivariateNormal
 from .normal import Normal
 from .poisson import Poisson
 from .student_t import StudentT
@@ -24,6 +26,8 @@ __all__ = [
     "Gamma",
     "Laplace",
     "LogNormal",
+    "MultiCategorical",
+    "MultivariateNormal",
     "Normal",
     "Poisson",
     "StudentT",
@@ -33,6 +37,6 @@ __all__ = [
 #: public family classes by name (``lograd-fast info`` lists them)
 FAMILY_CLASSES = {cls.__name__: cls for cls in (
     Normal, Categorical, Bernoulli, Poisson, Exponential, LogNormal, Laplace, TanhNormal,
-    Gamma, Beta, Dirichlet, StudentT)}
+    Gamma, Beta, Dirichlet, StudentT, MultivariateNormal, MultiCategorical)}
 #: family name -> its unconstrained parameters
 FAMILIES = {name: cls.family.param_names for name, cls in FAMILY_CLASSES.items()}
