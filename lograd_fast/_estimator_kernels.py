@@ -1,8 +1,33 @@
 """Streaming CPU kernels of the estimators (see ``estimators.py``).
 
 Same pattern as ``_kernels.py``: module-level ``@njit(cache=True)`` functions,
-family maths through the entry points of ``_dispatch.py``, fixed chunks of draws
-whose partial sums are combined in chunk order (thread-count independent).
+family maths through the entry points of ``_dispatch.py``; the user's functions
+arrive as C function pointers of a fixed signature (``estimators._as_cfunc``), so
+each kernel is compiled once per (family, dtype) and then loaded from the cache.
+
+Lanes
+-----
+The ``n`` draws are split into ``W`` *lanes* of consecutive draws (``W`` a function
+of the problem size only, never of the thread count).  Lane ``w`` owns its
+buffers (one draw's samples and scores) and its moment accumulators
+``acc[w, fold, moment, coord]`` and walks its draws in order; the parallel driver
+runs the lanes in a ``prange`` and the caller sums the lanes in lane order.  So the
+result is bitwise the same for any ``NUMBA_NUM_THREADS``, and the memory is
+``O(W x (atoms per draw + folds x moments x parameters))``, whatever ``n``.
+
+Moments accumulated per lane and fold (``fold = draw index mod K``), per
+parameter coordinate ``j`` (``g``: the draw's score summed onto the coordinates,
+``rho = f(x) - shift``):
+
+* score function (:data:`SCORE_MOMENTS`): ``sum h, sum h^2, sum u, sum u^2, sum u h``
+  with ``h = g`` and ``u = rho g``;
+* antithetic pairs (:data:`PAIR_MOMENTS`): the same five for the pair averages
+  ``h = (g + g')/2``, ``u = (rho g + rho' g')/2``, then ``sum v, sum v^2, sum u v,
+  sum v h`` with ``v = m h``, ``m = (rho + rho')/2``;
+* pathwise / measure-valued (:data:`TERM_MOMENTS`): ``sum (t - c), sum (t - c)^2``
+  of the per-draw terms ``t`` around a pilot estimate ``c``.
+
+``racc[w, fold]`` holds ``count, sum m, sum m^2`` of the draw's (shifted) reward ``m``.
 """
 
 from __future__ import annotations
@@ -11,73 +36,379 @@ import numpy as np
 from numba import njit, prange
 
 from . import _cache  # noqa: F401  (installs the package-hash cache locator)
-from ._dispatch import sample_score1
+from ._dispatch import reflect1, reparam1, sample_score1, score1
 from ._kernels import _jit
 from ._rng import make_stream
 
-N_MOMENTS = 5  # sum s, sum s^2, sum rho s, sum rho^2 s^2, sum rho s^2  (rho = r - shift)
+SCORE_MOMENTS = 5
+PAIR_MOMENTS = 9
+TERM_MOMENTS = 2
+N_REWARD_MOMENTS = 3
+
+
+# --------------------------------------------------------------------------- helpers
+@njit(**_jit)
+def _lane_bounds(lane, n_lanes, n_draws):
+    """Draws ``lo..hi-1`` of ``lane`` (consecutive blocks, sizes differ by <= 1)."""
+    q = n_draws // n_lanes
+    r = n_draws % n_lanes
+    lo = lane * q + min(lane, r)
+    return lo, lo + q + (1 if lane < r else 0)
 
 
 @njit(**_jit)
-def _stream_range(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord,
-                  g_buf, shift, stats, r_stats, slot, chunk, lo, hi):
-    """Draws ``lo..hi-1``: sample + score each draw into buffer slot ``slot``,
-    reward it with ``f``, reduce its score to parameter coordinates and add the
-    moments to ``stats[chunk, fold]`` (fold = draw index mod n_folds)."""
-    T = x_rows.shape[0]
+def _reduce(s_flat, field_off, coord, W, lane, g):
+    """Sum the score entries of lane ``lane``'s draw onto the parameter coordinates."""
+    for j in range(g.shape[0]):
+        g[j] = 0.0
+    for fi in range(field_off.shape[0] - 1):
+        c0 = field_off[fi]
+        size = field_off[fi + 1] - c0
+        base = c0 * W + lane * size
+        for k in range(size):
+            g[coord[c0 + k]] += s_flat[base + k]
+
+
+@njit(**_jit)
+def _reduce_weighted(s_flat, field_off, coord, tails, ev_size, W, lane, weight, g):
+    """Like :func:`_reduce`, each entry weighted by ``weight[e]``, ``e`` the element of
+    the draw that the entry moves: entry ``k`` of a field with ``tail`` entries per
+    atom belongs to atom ``k // tail``, and its leading tail index (of the
+    ``ev_size`` event elements; none for scalar atoms) picks the element."""
+    for j in range(g.shape[0]):
+        g[j] = 0.0
+    for fi in range(field_off.shape[0] - 1):
+        c0 = field_off[fi]
+        size = field_off[fi + 1] - c0
+        base = c0 * W + lane * size
+        tail = tails[fi]
+        per_element = tail // ev_size
+        for k in range(size):
+            atom = k // tail
+            e = atom * ev_size + (k - atom * tail) // per_element
+            g[coord[c0 + k]] += s_flat[base + k] * weight[e]
+
+
+# --------------------------------------------------------------------------- score function
+@njit(**_jit)
+def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+                acc, racc, lane, lo, hi):
+    # Views are taken once per lane and the fold is a counter: a view (or a modulo)
+    # per draw costs about as much as the moments themselves.
+    W = x_rows.shape[0]
+    K = acc.shape[1]
+    P = g_buf.shape[2]
     n_fields = field_off.shape[0] - 1
-    n_folds = stats.shape[1]
-    P = g_buf.shape[1]
-    g = g_buf[slot]
-    i0 = slot * B
+    # score entry k of field fi is coordinate field_off[fi] + k (no broadcast
+    # parameter, scalar tails): the moments read the scores directly (-12% per draw)
+    identity = coord.shape[0] == P
+    for j in range(coord.shape[0]):
+        if coord[j] != j:
+            identity = False
+    g = g_buf[lane, 0]
+    a = acc[lane]
+    ra = racc[lane]
+    row = x_rows[lane]
+    i0 = lane * B
+    fold = lo % K
+    for d in range(lo, hi):
+        # (the draw loop is written out: passing the records p and s to a helper
+        # function costs more than the draw itself)
+        for b in range(B):
+            st = make_stream(key[0], key[1], key[2], key[3] + d * B + b)
+            sample_score1(p, b, st, x_atoms, i0 + b, s)
+        rho = f(row) - shift
+        if identity:
+            for fi in range(n_fields):
+                c0 = field_off[fi]
+                size = field_off[fi + 1] - c0
+                base = c0 * W + lane * size
+                for k in range(size):
+                    h = np.float64(s_flat[base + k])
+                    u = rho * h
+                    j = c0 + k
+                    a[fold, 0, j] += h
+                    a[fold, 1, j] += h * h
+                    a[fold, 2, j] += u
+                    a[fold, 3, j] += u * u
+                    a[fold, 4, j] += u * h
+        else:
+            _reduce(s_flat, field_off, coord, W, lane, g)
+            for j in range(P):
+                h = g[j]
+                u = rho * h
+                a[fold, 0, j] += h
+                a[fold, 1, j] += h * h
+                a[fold, 2, j] += u
+                a[fold, 3, j] += u * u
+                a[fold, 4, j] += u * h
+        ra[fold, 0] += 1.0
+        ra[fold, 1] += rho
+        ra[fold, 2] += rho * rho
+        fold += 1
+        if fold == K:
+            fold = 0
+
+
+@njit(parallel=True, **_jit)
+def _score_par(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+               acc, racc, n_draws):
+    W = acc.shape[0]
+    for w in prange(W):
+        lane = np.int64(w)
+        lo, hi = _lane_bounds(lane, W, n_draws)
+        _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+                    acc, racc, lane, lo, hi)
+
+
+# --------------------------------------------------------------------------- antithetic pairs
+@njit(**_jit)
+def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+               acc, racc, lane, lo, hi):
+    W = x_rows.shape[0]
+    K = acc.shape[1]
+    P = g_buf.shape[2]
+    g1 = g_buf[lane, 0]
+    g2 = g_buf[lane, 1]
+    a = acc[lane]
+    ra = racc[lane]
+    row = x_rows[lane]
+    i0 = lane * B
+    fold = lo % K
     for d in range(lo, hi):
         for b in range(B):
             st = make_stream(key[0], key[1], key[2], key[3] + d * B + b)
             sample_score1(p, b, st, x_atoms, i0 + b, s)
-        rho = f(x_rows[slot]) - shift
+        rho1 = f(row) - shift
+        _reduce(s_flat, field_off, coord, W, lane, g1)
+        for b in range(B):
+            reflect1(p, b, x_atoms, i0 + b)
+            score1(p, b, x_atoms, i0 + b, s)
+        rho2 = f(row) - shift
+        _reduce(s_flat, field_off, coord, W, lane, g2)
+        m = 0.5 * (rho1 + rho2)
         for j in range(P):
-            g[j] = 0.0
-        for fi in range(n_fields):
-            size = field_off[fi + 1] - field_off[fi]
-            base = field_off[fi] * T + slot * size
-            for k in range(size):
-                g[coord[field_off[fi] + k]] += s_flat[base + k]
-        fold = d % n_folds
-        st_c = stats[chunk, fold]
-        for j in range(P):
-            gj = g[j]
-            gj2 = gj * gj
-            st_c[0, j] += gj
-            st_c[1, j] += gj2
-            st_c[2, j] += rho * gj
-            st_c[3, j] += rho * rho * gj2
-            st_c[4, j] += rho * gj2
-        r_stats[chunk, fold, 0] += 1.0
-        r_stats[chunk, fold, 1] += rho
-        r_stats[chunk, fold, 2] += rho * rho
+            h = 0.5 * (g1[j] + g2[j])
+            u = 0.5 * (rho1 * g1[j] + rho2 * g2[j])
+            v = m * h
+            a[fold, 0, j] += h
+            a[fold, 1, j] += h * h
+            a[fold, 2, j] += u
+            a[fold, 3, j] += u * u
+            a[fold, 4, j] += u * h
+            a[fold, 5, j] += v
+            a[fold, 6, j] += v * v
+            a[fold, 7, j] += u * v
+            a[fold, 8, j] += v * h
+        ra[fold, 0] += 1.0
+        ra[fold, 1] += m
+        ra[fold, 2] += m * m
+        fold += 1
+        if fold == K:
+            fold = 0
 
 
 @njit(parallel=True, **_jit)
-def _stream_par(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord,
-                g_buf, shift, stats, r_stats, n_draws, chunk_draws):
-    # One prange iteration per buffer slot, each walking its own chunks: a slot is
-    # never used by two threads at once.  (numba.get_thread_id would be simpler but
-    # a cached function that calls it crashes when loaded in another process.)
-    n_slots = x_rows.shape[0]
-    n_chunks = stats.shape[0]
-    for t in prange(n_slots):
-        slot = np.int64(t)
-        for chunk in range(slot, n_chunks, n_slots):
-            _stream_range(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf,
-                          shift, stats, r_stats, slot, chunk, chunk * chunk_draws,
-                          min(n_draws, (chunk + 1) * chunk_draws))
+def _pair_par(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+              acc, racc, n_draws):
+    W = acc.shape[0]
+    for w in prange(W):
+        lane = np.int64(w)
+        lo, hi = _lane_bounds(lane, W, n_draws)
+        _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+                   acc, racc, lane, lo, hi)
 
 
-def stream(p, key, B, f, bufs, shift, stats, r_stats, n_draws, chunk_draws):
-    """Run the streaming estimator over ``n_draws`` draws (see ``estimators.py``)."""
-    args = (p, key, B, f, bufs.x_atoms, bufs.x_rows, bufs.s, bufs.s_flat, bufs.field_off,
-            bufs.coord, bufs.g, np.float64(shift), stats, r_stats)
-    if stats.shape[0] == 1:
-        _stream_range(*args, 0, 0, 0, n_draws)
+# --------------------------------------------------------------------------- pathwise
+@njit(**_jit)
+def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails,
+               weight, g_buf, shift, acc, racc, lane, lo, hi):
+    """Per draw: the atoms and ``dx/dtheta`` by reparameterisation, the term
+    ``t_j = sum_e df(x_e) dx_e/dtheta_j`` and the objective ``sum_e f(x_e)``."""
+    W = weight.shape[0]
+    n_elements = weight.shape[1]
+    ev_size = n_elements // B
+    P = g_buf.shape[2]
+    g = g_buf[lane, 0]
+    wt = weight[lane]
+    row = x_rows[lane]
+    i0 = lane * B
+    a = acc[lane, 0]
+    ra = racc[lane, 0]
+    for d in range(lo, hi):
+        for b in range(B):
+            st = make_stream(key[0], key[1], key[2], key[3] + d * B + b)
+            reparam1(p, b, st, x_atoms, i0 + b, dx)
+        obj = 0.0
+        for q in range(n_elements):
+            xq = np.float64(row[q])
+            obj += f(xq)
+            wt[q] = df(xq)
+        _reduce_weighted(dx_flat, field_off, coord, tails, ev_size, W, lane, wt, g)
+        for j in range(P):
+            t = g[j] - shift[j]
+            a[0, j] += t
+            a[1, j] += t * t
+        ra[0] += 1.0
+        ra[1] += obj
+        ra[2] += obj * obj
+
+
+@njit(parallel=True, **_jit)
+def _path_par(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails, weight,
+              g_buf, shift, acc, racc, n_draws):
+    W = acc.shape[0]
+    for w in prange(W):
+        lane = np.int64(w)
+        lo, hi = _lane_bounds(lane, W, n_draws)
+        _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails,
+                   weight, g_buf, shift, acc, racc, lane, lo, hi)
+
+
+# --------------------------------------------------------------------------- launchers
+def _args(p, key, B, fs, bufs, shift, acc, racc):
+    return (p, key, B, *fs, bufs.x_atoms, bufs.x_rows, bufs.s, bufs.s_flat, bufs.field_off,
+            bufs.coord, bufs.g, shift, acc, racc)
+
+
+def score_stream(p, key, B, f, bufs, shift, acc, racc, n_draws):
+    """Score-function moments of ``n_draws`` draws into ``acc`` (W, K, 5, P), ``racc``."""
+    args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
+    if acc.shape[0] == 1:
+        _score_lane(*args, 0, 0, n_draws)
     else:
-        _stream_par(*args, n_draws, chunk_draws)
+        _score_par(*args, n_draws)
+
+
+def pair_stream(p, key, B, f, bufs, shift, acc, racc, n_draws):
+    """Antithetic-pair moments of ``n_draws`` pairs into ``acc`` (W, K, 9, P), ``racc``."""
+    args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
+    if acc.shape[0] == 1:
+        _pair_lane(*args, 0, 0, n_draws)
+    else:
+        _pair_par(*args, n_draws)
+
+
+def path_stream(p, key, B, f, df, bufs, shift, acc, racc, n_draws):
+    """Pathwise moments of ``n_draws`` draws into ``acc`` (W, 1, 2, P), ``racc``."""
+    args = (p, key, B, f, df, bufs.x_atoms, bufs.x_rows, bufs.s, bufs.s_flat, bufs.field_off,
+            bufs.coord, bufs.tails, bufs.weight, bufs.g, shift, acc, racc)
+    if acc.shape[0] == 1:
+        _path_lane(*args, 0, 0, n_draws)
+    else:
+        _path_par(*args, n_draws)
+
+
+# --------------------------------------------------------------------------- batched RLOO
+@njit(**_jit)
+def _batched_one(r, s, t_out, grad, var, mode, const, K, adv, beta):
+    """One replicate: rewards ``r`` (N,), scores ``s`` (N, D) -> grad, var (D,).
+
+    ``mode``: 0 constant baseline ``const``, 1 batch mean, 2 leave-one-out mean,
+    3 per-coordinate optimal baseline cross-fitted over ``K`` folds (draw i in fold
+    i mod K).  ``adv`` (N,) and ``beta`` (2, K + 1, D) are scratch.  Terms go to
+    ``t_out`` (N, D) unless it is empty.  Two passes over the replicate (it stays in
+    cache): the mean, then the centred sum of squares; the loops over ``D`` are
+    branch-free so that they vectorise.
+    """
+    N = r.shape[0]
+    D = s.shape[1]
+    total = 0.0
+    for i in range(N):
+        total += r[i]
+    for i in range(N):
+        if mode == 0:
+            adv[i] = r[i] - const
+        elif mode == 1:
+            adv[i] = r[i] - total / N
+        elif mode == 2:
+            adv[i] = r[i] - (total - r[i]) / (N - 1)
+        else:
+            adv[i] = r[i]
+    b = beta[0]
+    if mode == 3:
+        num = beta[0]
+        den = beta[1]
+        num[:, :] = 0.0
+        den[:, :] = 0.0
+        k = 0
+        for i in range(N):
+            ri = r[i]
+            for j in range(D):
+                s2 = np.float64(s[i, j]) * np.float64(s[i, j])
+                num[k, j] += ri * s2
+                den[k, j] += s2
+            k += 1
+            if k == K:
+                k = 0
+        for k in range(K):
+            for j in range(D):
+                num[K, j] += num[k, j]
+                den[K, j] += den[k, j]
+        for k in range(K):  # the baseline of fold k from the other folds' sums
+            for j in range(D):
+                dd = den[K, j] - den[k, j]
+                num[k, j] = (num[K, j] - num[k, j]) / dd if dd > 0.0 else 0.0
+    else:
+        b[:, :] = 0.0  # one fold, baseline already in adv
+        K = 1
+    for j in range(D):
+        grad[j] = 0.0
+        var[j] = 0.0
+    k = 0
+    for i in range(N):
+        a = adv[i]
+        bk = b[k]
+        for j in range(D):
+            grad[j] += (a - bk[j]) * np.float64(s[i, j])
+        k += 1
+        if k == K:
+            k = 0
+    for j in range(D):
+        grad[j] /= N
+    k = 0
+    for i in range(N):
+        a = adv[i]
+        bk = b[k]
+        for j in range(D):
+            dev = (a - bk[j]) * np.float64(s[i, j]) - grad[j]
+            var[j] += dev * dev
+        k += 1
+        if k == K:
+            k = 0
+    for j in range(D):
+        var[j] /= N - 1
+    if t_out.shape[0] == N:
+        k = 0
+        for i in range(N):
+            a = adv[i]
+            bk = b[k]
+            for j in range(D):
+                t_out[i, j] = (a - bk[j]) * np.float64(s[i, j])
+            k += 1
+            if k == K:
+                k = 0
+
+
+@njit(parallel=True, **_jit)
+def batched_par(r, s, t_out, grad, var, mode, const, K):
+    """Rewards ``r`` (R, N), scores ``s`` (R, N, D) -> ``grad``, ``var`` (R, D);
+    terms into ``t_out`` (R, N, D) unless it has shape (R, 0, 0).  See
+    :func:`_batched_one` for ``mode``; replicates run in parallel."""
+    R = r.shape[0]
+    N = r.shape[1]
+    D = s.shape[2]
+    for q in prange(R):
+        _batched_one(r[q], s[q], t_out[q], grad[q], var[q], mode, const, K, np.empty(N),
+                     np.empty((2, K + 1, D)))
+
+
+@njit(**_jit)
+def batched_serial(r, s, t_out, grad, var, mode, const, K):
+    """:func:`batched_par` on one thread (small inputs: no thread-pool wake-up)."""
+    N = r.shape[1]
+    D = s.shape[2]
+    adv = np.empty(N)
+    beta = np.empty((2, K + 1, D))
+    for q in range(r.shape[0]):
+        _batched_one(r[q], s[q], t_out[q], grad[q], var[q], mode, const, K, adv, beta)
