@@ -9,19 +9,70 @@ gradient estimates with variance reduction.
 
 from ._base import BACKENDS, Distribution
 from ._base_errors import CudaUnavailableError
-from .estimators import Estimate, score_function
-from .families import FAMILIES, Categorical, Normal
+from .estimators import (
+    EMA,
+    Estimate,
+    antithetic,
+    batched_score_function,
+    estimate,
+    measure_valued,
+    pathwise,
+    rloo,
+    score_function,
+)
+from .families import (
+    FAMILIES,
+    Bernoulli,
+    Beta,
+    Categorical,
+    Dirichlet,
+    Exponential,
+    Gamma,
+    Laplace,
+    LogNormal,
+    MultiCategorical,
+    MultivariateNormal,
+    Normal,
+    Poisson,
+    StudentT,
+    TanhNormal,
+)
+from .rl import advantages, policy_gradient, returns  # RL helpers (rl.py)
+from .sweep import sweep  # the function (submodules: from lograd_fast.sweep import spec)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "Bernoulli",
+    "Beta",
     "Categorical",
     "CudaUnavailableError",
+    "Dirichlet",
     "Distribution",
+    "EMA",
     "Estimate",
+    "Exponential",
     "FAMILIES",
+    "Gamma",
+    "Laplace",
+    "LogNormal",
+    "MultiCategorical",
+    "MultivariateNormal",
     "Normal",
+    "Poisson",
+    "StudentT",
+    "TanhNormal",
+    "advantages",
+    "antithetic",
+    "batched_score_function",
+    "estimate",
+    "measure_valued",
+    "pathwise",
+    "policy_gradient",
+    "rloo",
+    "returns",
     "score_function",
+    "sweep",
     "__version__",
 ]

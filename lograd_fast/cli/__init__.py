@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ["info", "estimate"]
+SUBCOMMANDS = ["info", "estimate", "bench", "sweep", "plot"]
 
 
 def build_parser() -> argparse.ArgumentParser:
