@@ -10,8 +10,8 @@ Lanes
 The ``n`` draws are split into ``W`` *lanes* of consecutive draws (``W`` a function
 of the problem size only, never of the thread count).  Lane ``w`` owns its
 buffers (one draw's samples and scores) and its moment accumulators
-``acc[w, fold, moment, coord]`` and walks its draws in order; the parallel driver
-runs the lanes in a ``prange`` and the caller sums the lanes in lane order.  So the
+``acc[w, fold, moment, coord]`` and walks its draws in order; threads take the
+lanes in turn (``_kernels.run_strided``) and the caller sums the lanes in lane order.  So the
 result is bitwise the same for any ``NUMBA_NUM_THREADS``, and the memory is
 ``O(W x (atoms per draw + folds x moments x parameters))``, whatever ``n``.
 
@@ -37,7 +37,7 @@ from numba import njit, prange
 
 from . import _cache  # noqa: F401  (installs the package-hash cache locator)
 from ._dispatch import reflect1, reparam1, sample_score1, score1
-from ._kernels import _jit
+from ._kernels import _jit, _jit_free, run_strided
 from ._rng import make_stream
 
 SCORE_MOMENTS = 5
@@ -47,7 +47,7 @@ N_REWARD_MOMENTS = 3
 
 
 # --------------------------------------------------------------------------- helpers
-@njit(**_jit)
+@njit(**_jit_free)
 def _lane_bounds(lane, n_lanes, n_draws):
     """Draws ``lo..hi-1`` of ``lane`` (consecutive blocks, sizes differ by <= 1)."""
     q = n_draws // n_lanes
@@ -56,7 +56,7 @@ def _lane_bounds(lane, n_lanes, n_draws):
     return lo, lo + q + (1 if lane < r else 0)
 
 
-@njit(**_jit)
+@njit(**_jit_free)
 def _reduce(s_flat, field_off, coord, W, lane, g):
     """Sum the score entries of lane ``lane``'s draw onto the parameter coordinates."""
     for j in range(g.shape[0]):
@@ -69,7 +69,7 @@ def _reduce(s_flat, field_off, coord, W, lane, g):
             g[coord[c0 + k]] += s_flat[base + k]
 
 
-@njit(**_jit)
+@njit(**_jit_free)
 def _reduce_weighted(s_flat, field_off, coord, tails, ev_size, W, lane, weight, g):
     """Like :func:`_reduce`, each entry weighted by ``weight[e]``, ``e`` the element of
     the draw that the entry moves: entry ``k`` of a field with ``tail`` entries per
@@ -90,7 +90,7 @@ def _reduce_weighted(s_flat, field_off, coord, tails, ev_size, W, lane, weight, 
 
 
 # --------------------------------------------------------------------------- score function
-@njit(**_jit)
+@njit(**_jit_free)
 def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
                 acc, racc, lane, lo, hi):
     # Views are taken once per lane and the fold is a counter: a view (or a modulo)
@@ -150,19 +150,18 @@ def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_bu
             fold = 0
 
 
-@njit(parallel=True, **_jit)
-def _score_par(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-               acc, racc, n_draws):
+@njit(**_jit_free)
+def _score_lanes(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+                 acc, racc, n_draws, first, step):
     W = acc.shape[0]
-    for w in prange(W):
-        lane = np.int64(w)
+    for lane in range(first, W, step):
         lo, hi = _lane_bounds(lane, W, n_draws)
         _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
                     acc, racc, lane, lo, hi)
 
 
 # --------------------------------------------------------------------------- antithetic pairs
-@njit(**_jit)
+@njit(**_jit_free)
 def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
                acc, racc, lane, lo, hi):
     W = x_rows.shape[0]
@@ -208,19 +207,18 @@ def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf
             fold = 0
 
 
-@njit(parallel=True, **_jit)
-def _pair_par(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-              acc, racc, n_draws):
+@njit(**_jit_free)
+def _pair_lanes(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
+                acc, racc, n_draws, first, step):
     W = acc.shape[0]
-    for w in prange(W):
-        lane = np.int64(w)
+    for lane in range(first, W, step):
         lo, hi = _lane_bounds(lane, W, n_draws)
         _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
                    acc, racc, lane, lo, hi)
 
 
 # --------------------------------------------------------------------------- pathwise
-@njit(**_jit)
+@njit(**_jit_free)
 def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails,
                weight, g_buf, shift, acc, racc, lane, lo, hi):
     """Per draw: the atoms and ``dx/dtheta`` by reparameterisation, the term
@@ -254,12 +252,11 @@ def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord,
         ra[2] += obj * obj
 
 
-@njit(parallel=True, **_jit)
-def _path_par(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails, weight,
-              g_buf, shift, acc, racc, n_draws):
+@njit(**_jit_free)
+def _path_lanes(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails, weight,
+                g_buf, shift, acc, racc, n_draws, first, step):
     W = acc.shape[0]
-    for w in prange(W):
-        lane = np.int64(w)
+    for lane in range(first, W, step):
         lo, hi = _lane_bounds(lane, W, n_draws)
         _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails,
                    weight, g_buf, shift, acc, racc, lane, lo, hi)
@@ -274,29 +271,20 @@ def _args(p, key, B, fs, bufs, shift, acc, racc):
 def score_stream(p, key, B, f, bufs, shift, acc, racc, n_draws):
     """Score-function moments of ``n_draws`` draws into ``acc`` (W, K, 5, P), ``racc``."""
     args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
-    if acc.shape[0] == 1:
-        _score_lane(*args, 0, 0, n_draws)
-    else:
-        _score_par(*args, n_draws)
+    run_strided(_score_lanes, args + (n_draws,), acc.shape[0])
 
 
 def pair_stream(p, key, B, f, bufs, shift, acc, racc, n_draws):
     """Antithetic-pair moments of ``n_draws`` pairs into ``acc`` (W, K, 9, P), ``racc``."""
     args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
-    if acc.shape[0] == 1:
-        _pair_lane(*args, 0, 0, n_draws)
-    else:
-        _pair_par(*args, n_draws)
+    run_strided(_pair_lanes, args + (n_draws,), acc.shape[0])
 
 
 def path_stream(p, key, B, f, df, bufs, shift, acc, racc, n_draws):
     """Pathwise moments of ``n_draws`` draws into ``acc`` (W, 1, 2, P), ``racc``."""
     args = (p, key, B, f, df, bufs.x_atoms, bufs.x_rows, bufs.s, bufs.s_flat, bufs.field_off,
             bufs.coord, bufs.tails, bufs.weight, bufs.g, shift, acc, racc)
-    if acc.shape[0] == 1:
-        _path_lane(*args, 0, 0, n_draws)
-    else:
-        _path_par(*args, n_draws)
+    run_strided(_path_lanes, args + (n_draws,), acc.shape[0])
 
 
 # --------------------------------------------------------------------------- batched RLOO

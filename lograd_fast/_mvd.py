@@ -28,12 +28,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import _cache  # noqa: F401  (installs the package-hash cache locator)
 from ._estimator_kernels import _lane_bounds
 from ._jit import jitable
-from ._kernels import _jit
+from ._kernels import _jit, run_strided
 from ._rng import make_stream, std_exponential, std_normal
 
 INV_SQRT_2PI = 0.3989422804014327
@@ -96,12 +96,11 @@ def _mvd_lane(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, 
             a[1, j] += t * t
 
 
-@njit(parallel=True, **_jit)
-def _mvd_par(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, shift, acc,
-             n_draws):
+@njit(**_jit)
+def _mvd_lanes(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, shift, acc,
+               n_draws, first, step):
     W = acc.shape[0]
-    for w in prange(W):
-        lane = np.int64(w)
+    for lane in range(first, W, step):
         lo, hi = _lane_bounds(lane, W, n_draws)
         _mvd_lane(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, shift,
                   acc, lane, lo, hi)
@@ -111,7 +110,4 @@ def mvd_stream(p, key, B, f, bufs, shift, acc, n_draws):
     """MVD terms of ``n_draws`` draws: moments into ``acc`` (W, 1, 2, P)."""
     args = (p, key, B, f, bufs.x_rows, bufs.z, bufs.blk, bufs.coord_loc, bufs.coord_ls,
             bufs.g, shift, acc)
-    if acc.shape[0] == 1:
-        _mvd_lane(*args, 0, 0, n_draws)
-    else:
-        _mvd_par(*args, n_draws)
+    run_strided(_mvd_lanes, args + (n_draws,), acc.shape[0])

@@ -33,6 +33,7 @@ Marsaglia & Tsang, "The ziggurat method for generating random variables" (JSS 20
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 
@@ -59,8 +60,7 @@ _PHILOX_W0 = _U(0x9E3779B9)
 _PHILOX_W1 = _U(0xBB67AE85)
 
 
-@jitable_hot
-def philox4x32(c0, c1, c2, c3, k0, k1):
+def _philox4x32(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 of counter ``(c0..c3)`` under key ``(k0, k1)`` (uint64 words)."""
     for _ in range(9):
         p0 = _PHILOX_M0 * c0
@@ -72,6 +72,25 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
     p0 = _PHILOX_M0 * c0
     p1 = _PHILOX_M1 * c2
     return (p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SHIFT32) ^ c3 ^ k1, p0 & _MASK32
+
+
+def _named_copy(fn, name: str):
+    """A second function object with ``fn``'s code (Numba overloads key on the object)."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__,
+                              fn.__closure__)
+    copy.__doc__, copy.__qualname__ = fn.__doc__, name
+    return copy
+
+
+# Two compiled forms of the same Philox code.  ``philox4x32`` is inlined at the IR level
+# on the CPU: in the drivers' block-0 prepass (a flat loop that LLVM vectorises) and in
+# ``make_stream`` (the streaming estimators draw block 0 per atom: inlined, 246 against
+# 320 ns per Normal D=8 draw through a call).  ``philox4x32_call`` is an ordinary
+# compiled call, used for blocks beyond 0 (rejections, several blocks per atom).
+# Inlining Philox there too tripled the compile time (cold Normal sample_and_score:
+# 17 s against 8 s CPU) for no measurable run-time gain (11.5 vs 11.4 ns per draw).
+philox4x32 = jitable_hot(_named_copy(_philox4x32, "philox4x32"))
+philox4x32_call = jitable(_named_copy(_philox4x32, "philox4x32_call"))
 
 
 @jitable_hot
@@ -103,7 +122,7 @@ def philox_block(st, block):
     """Four uint32 words (as uint64) of block ``block`` of the atom ``st``."""
     if block == 0:
         return st[5], st[6], st[7], st[8]
-    return philox4x32(_U(block), st[2], st[3], st[4], st[0], st[1])
+    return philox4x32_call(_U(block), st[2], st[3], st[4], st[0], st[1])
 
 
 @jitable_hot
@@ -191,7 +210,8 @@ def _normal_tail(st, block, negative):
 
 
 @jitable
-def _std_normal_f64(st, block):
+def _std_normal_slow_f64(st, block):
+    """The full ziggurat from ``block`` on (the fast path below inlines its first step)."""
     while True:
         w = philox_block(st, block)
         block += 1
@@ -212,7 +232,8 @@ def _std_normal_f64(st, block):
 
 
 @jitable
-def _std_normal_f32(st, block):
+def _std_normal_slow_f32(st, block):
+    """The full ziggurat from ``block`` on (the fast path below inlines its first step)."""
     while True:
         w = philox_block(st, block)
         block += 1
@@ -232,6 +253,33 @@ def _std_normal_f32(st, block):
             return (-x if negative else x), block
 
 
+# The ~99% fast path is inlined at every call site (measured: 2.3 ns per draw inlined
+# against 12 ns through a call); rejections continue in the slow function, which
+# redoes the same first step, so both routes give the same draws.
+@jitable_hot
+def _std_normal_f64(st, block):
+    w = philox_block(st, block)
+    r = (w[0] << _SHIFT32) | w[1]
+    idx = r & _U(0xFF)
+    rabs = r >> _U(12)
+    if rabs < _ZK64[idx]:
+        x = np.float64(rabs) * _ZW64[idx]
+        return (-x if (r & _U(0x100)) != _U(0) else x), block + 1
+    return _std_normal_slow_f64(st, block)
+
+
+@jitable_hot
+def _std_normal_f32(st, block):
+    w = philox_block(st, block)
+    r = w[0]
+    idx = r & _U(0xFF)
+    rabs = r >> _U(9)
+    if rabs < _ZK32[idx]:
+        x = np.float32(rabs) * _ZW32[idx]
+        return (-x if (r & _U(0x100)) != _U(0) else x), block + 1
+    return _std_normal_slow_f32(st, block)
+
+
 std_normal = by_dtype(_std_normal_f32, _std_normal_f64)
 std_normal.__doc__ = """``std_normal(like, st, block) -> (z, next_block)``: a standard normal.
 
@@ -239,13 +287,13 @@ std_normal.__doc__ = """``std_normal(like, st, block) -> (z, next_block)``: a st
 tuple and ``block`` the first Philox block to use."""
 
 
-@jitable
+@jitable_hot
 def _uniform_f64(st, block):
     w = philox_block(st, block)
     return u01_f64(w[0], w[1]), block + 1
 
 
-@jitable
+@jitable_hot
 def _uniform_f32(st, block):
     w = philox_block(st, block)
     return u01_f32(w[0]), block + 1
@@ -255,13 +303,13 @@ uniform = by_dtype(_uniform_f32, _uniform_f64)
 uniform.__doc__ = """``uniform(like, st, block) -> (u, next_block)``: u uniform in (0, 1)."""
 
 
-@jitable
+@jitable_hot
 def _std_exponential_f64(st, block):
     u, block = _uniform_f64(st, block)
     return -math.log(u), block
 
 
-@jitable
+@jitable_hot
 def _std_exponential_f32(st, block):
     u, block = _uniform_f32(st, block)
     return np.float32(-math.log(np.float64(u))), block

@@ -27,6 +27,11 @@ def test_one_and_two_threads_agree_bitwise(tmp_path):
     _run([str(script), str(tmp_path / "t1.npz"), "cpu", "2"], {"NUMBA_NUM_THREADS": "1"})
     _run([str(script), str(tmp_path / "t2.npz"), "cpu", "2"], {"NUMBA_NUM_THREADS": "2"})
     one, two = np.load(tmp_path / "t1.npz"), np.load(tmp_path / "t2.npz")
+    # the sizes the script draws do reach the two-thread split
+    parts = _run(["-c", "from lograd_fast import _kernels as k; "
+                  "print(k._n_parts(-(-(2 * k.MIN_CHUNKS + 1) * k.CHUNK // k.CHUNK)))"],
+                 {"NUMBA_NUM_THREADS": "2"})
+    assert parts.strip() == "2"
     assert set(one.files) == set(two.files) and len(one.files) > 0
     for key in one.files:
         np.testing.assert_array_equal(one[key], two[key], err_msg=key)

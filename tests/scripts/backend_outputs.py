@@ -13,6 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cases import ALL_CASES  # noqa: E402
 
+from lograd_fast._kernels import CHUNK, MIN_CHUNKS  # noqa: E402
+
+SPLIT_ATOMS = (2 * MIN_CHUNKS + 1) * CHUNK + 123
+
 
 def to_host(a):
     return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
@@ -25,8 +29,9 @@ def main() -> None:
         for dtype in (np.float64, np.float32):
             d = case.make(backend, dtype)
             tag = f"{case.id}|{np.dtype(dtype).name}"
-            # enough atoms that the CPU driver splits the work into several chunks
-            draws = max(n, -(-3 * 4096 // d._B)) if backend == "cpu" else n
+            # enough atoms that the CPU driver splits the work between two threads
+            # (each part >= MIN_CHUNKS chunks) and into several block-0 chunks per part
+            draws = max(n, -(-SPLIT_ATOMS // d._B)) if backend == "cpu" else n
             x, lp, s = d.sample_and_score(draws, seed=11, stream=3)
             results[f"{tag}|x"] = to_host(x)
             results[f"{tag}|lp"] = to_host(lp)
