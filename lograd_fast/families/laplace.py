@@ -44,6 +44,7 @@ from .._base import Distribution, Family
 from .._dispatch import register
 from .._jit import by_dtype, jitable
 from .._rng import philox_block, u01_f32, u01_f64
+from .normal import prepare_scale
 
 LOG_2 = 0.6931471805599453
 _U = np.uint64
@@ -234,25 +235,13 @@ class vectorised:
                    q.log_scale.astype(f), p.inv_scale, q.inv_scale)
 
 
-def _prepare(flat: dict) -> dict:
-    log_scale = flat["log_scale"].astype(np.float64)
-    with np.errstate(over="ignore"):
-        scale = np.exp(log_scale)
-        inv_scale = np.exp(-log_scale)
-    bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
-    if bad.any():
-        raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
-                         f"(e.g. {log_scale[bad].ravel()[0]})")
-    return {"scale": scale, "inv_scale": inv_scale}
-
-
 FAMILY = Family(
     name="Laplace",
     params_cls=LaplaceParams,
     scores_cls=LaplaceScores,
     param_names=("loc", "log_scale"),
     param_event_ndims=(0, 0),
-    prepare=_prepare,
+    prepare=prepare_scale,
     numpy_ops=vectorised,
 )
 register(LaplaceParams, scalar)

@@ -44,7 +44,7 @@ from .._jit import jitable
 from .._rng import std_normal
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
-from .normal import _log_prob_z
+from .normal import _log_prob_z, prepare_scale
 
 
 class LogNormalParams(NamedTuple):
@@ -187,25 +187,13 @@ class vectorised:
                           q.log_scale.astype(f), q.inv_scale)
 
 
-def _prepare(flat: dict) -> dict:
-    log_scale = flat["log_scale"].astype(np.float64)
-    with np.errstate(over="ignore"):
-        scale = np.exp(log_scale)
-        inv_scale = np.exp(-log_scale)
-    bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
-    if bad.any():
-        raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
-                         f"(e.g. {log_scale[bad].ravel()[0]})")
-    return {"scale": scale, "inv_scale": inv_scale}
-
-
 FAMILY = Family(
     name="LogNormal",
     params_cls=LogNormalParams,
     scores_cls=LogNormalScores,
     param_names=("loc", "log_scale"),
     param_event_ndims=(0, 0),
-    prepare=_prepare,
+    prepare=prepare_scale,
     numpy_ops=vectorised,
 )
 register(LogNormalParams, scalar)

@@ -166,7 +166,9 @@ class vectorised:
                    q.log_scale.astype(f), q.inv_scale)
 
 
-def _prepare(flat: dict) -> dict:
+def prepare_scale(flat: dict) -> dict:
+    """``scale`` and ``inv_scale`` (float64) from ``log_scale``, for every location-scale
+    family; a ValueError where ``exp(log_scale)`` over- or underflows."""
     log_scale = flat["log_scale"].astype(np.float64)
     with np.errstate(over="ignore"):
         scale = np.exp(log_scale)
@@ -184,7 +186,7 @@ FAMILY = Family(
     scores_cls=NormalScores,
     param_names=("loc", "log_scale"),
     param_event_ndims=(0, 0),
-    prepare=_prepare,
+    prepare=prepare_scale,
     numpy_ops=vectorised,
 )
 register(NormalParams, scalar)

@@ -75,7 +75,7 @@ from .._jit import by_dtype, jitable
 from .._rng import std_normal
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
-from .normal import _log_prob_z
+from .normal import _log_prob_z, prepare_scale
 
 LOG_2 = 0.6931471805599453
 INV_SQRT_2PI = 0.3989422804014327
@@ -392,25 +392,13 @@ def tanh_normal_mean(loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return out
 
 
-def _prepare(flat: dict) -> dict:
-    log_scale = flat["log_scale"].astype(np.float64)
-    with np.errstate(over="ignore"):
-        scale = np.exp(log_scale)
-        inv_scale = np.exp(-log_scale)
-    bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
-    if bad.any():
-        raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
-                         f"(e.g. {log_scale[bad].ravel()[0]})")
-    return {"scale": scale, "inv_scale": inv_scale}
-
-
 FAMILY = Family(
     name="TanhNormal",
     params_cls=TanhNormalParams,
     scores_cls=TanhNormalScores,
     param_names=("loc", "log_scale"),
     param_event_ndims=(0, 0),
-    prepare=_prepare,
+    prepare=prepare_scale,
     numpy_ops=vectorised,
 )
 register(TanhNormalParams, scalar)
