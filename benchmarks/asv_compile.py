@@ -2,7 +2,7 @@
 
 * ``timeraw_first_call_cold``: import + the first call of one operation with an
   empty kernel cache (a temporary ``LOGRAD_FAST_CACHE_DIR``): Numba compiles the
-  parallel and the serial driver of that operation for the family and dtype.
+  driver of that operation for the family and dtype.
 * ``timeraw_first_call_cached``: the same in a second process, kernels loaded from
   the on-disk cache (the cache is filled in ``setup``).
 * ``timeraw_import``: ``import lograd_fast`` alone.

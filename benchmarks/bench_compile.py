@@ -1,7 +1,7 @@
 """pytest-benchmark: compile and load times, each in a fresh interpreter.
 
 ``cold``: an empty kernel cache (temporary ``LOGRAD_FAST_CACHE_DIR``): the first call
-compiles the operation's parallel and serial drivers.  ``cached``: a second process
+compiles the operation's driver.  ``cached``: a second process
 loads them from the cache.  The child reports its own import and first-call times
 (``extra_info``); the benchmark time is the whole child process.
 """

@@ -180,6 +180,8 @@ def _pool() -> ThreadPoolExecutor:
 def _n_parts(n_chunks: int) -> int:
     # waking a pool thread costs ~50-100 us here (measured: 8192 Normal atoms took
     # 176 us on 2 threads against 128 us on one), so each part gets >= MIN_CHUNKS chunks
+    if n_chunks < 2 * MIN_CHUNKS:  # the common small call: skip get_num_threads (2 us)
+        return 1
     return max(1, min(numba.get_num_threads(), n_chunks // MIN_CHUNKS))
 
 

@@ -684,7 +684,7 @@ def case_compile(ctx: Context) -> Row:
              "cold: all first calls": sum(wall[k] for k in ops)}
     met = wall[worst] <= 2.0 and warm_total <= 0.5
     note = (f"slowest {worst}; first call of each op, wall (CPU) seconds, each compiling the "
-            "parallel and the serial driver: "
+            "driver of that op: "
             + ", ".join(f"{k} {wall[k]:.2f} ({cpu[k]:.2f})" for k in ops)
             + f"; warm process: import {warm['wall']['import']:.2f} s, first "
               f"{first} {warm['wall'][first] * 1e3:.0f} ms")

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .. import _kernels
 from .. import numpy_backend as npb
 from .._base import Distribution, Family, as_array
 from .._dispatch import register
@@ -168,51 +169,50 @@ class vectorised:
         return (p.probs * diff).sum(axis=1)
 
 
-@njit(cache=True, nogil=True)
-def _prepare_rows(logits, mask, log_norm, log_probs, probs, cdf):
-    """Per row: log-sum-exp over the allowed classes, log-probs, probs, CDF.
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _prepare_rows(logits, mask, log_norm, log_probs, probs, cdf, lo, hi):
+    """Rows ``lo..hi-1``: log-sum-exp over the allowed classes, log-probs, probs, CDF.
 
-    Returns the first row with no allowed class, or -1.  Compiled (it is on the
-    path of every construction, which RL code does once per step); the numpy
-    backend uses the same derived arrays, so every backend sees identical inputs.
+    A row with no allowed class gets ``log_norm = NaN`` (the caller raises).
+    Compiled and split over threads like the drivers (``_kernels._run``): it is on
+    the path of every construction, once per step in RL code and over millions of
+    rows in batch use; the numpy backend uses the same derived arrays, so every
+    backend sees identical inputs.
     """
-    B, K = logits.shape
-    for b in range(B):
+    K = logits.shape[1]
+    for b in range(lo, hi):
         top = -np.inf
         last = -1
         for k in range(K):
             lk = np.float64(logits[b, k])
             if mask[b, k] and lk > -np.inf:
                 last = k
-                if lk > top:
-                    top = lk
+                top = max(top, lk)
         if last < 0:
-            return b
+            log_norm[b] = np.nan
+            continue
         total = 0.0
         for k in range(K):
             lk = np.float64(logits[b, k])
-            if mask[b, k] and lk > -np.inf:
-                probs[b, k] = math.exp(lk - top)  # unnormalised for now
-                total += probs[b, k]
-            else:
-                probs[b, k] = 0.0
+            e = math.exp(lk - top) if mask[b, k] and lk > -np.inf else 0.0
+            probs[b, k] = e  # unnormalised for now
+            total += e
         norm = top + math.log(total)
         log_norm[b] = norm
         inv_total = 1.0 / total
         acc = 0.0
         for k in range(K):
             lk = np.float64(logits[b, k])
-            if mask[b, k] and lk > -np.inf:
-                log_probs[b, k] = lk - norm  # finite even where exp underflows to 0
-                probs[b, k] *= inv_total
-            else:
-                log_probs[b, k] = -np.inf
-            acc += probs[b, k]
+            allowed = mask[b, k] and lk > -np.inf
+            # finite even where exp underflows to 0
+            log_probs[b, k] = lk - norm if allowed else -np.inf
+            pk = probs[b, k] * inv_total
+            probs[b, k] = pk
+            acc += pk
             cdf[b, k] = acc
         for k in range(K):
             # exactly 1 from the last allowed class on: a masked class is never drawn
             cdf[b, k] = 1.0 if k >= last else cdf[b, k] / acc
-    return -1
 
 
 def _prepare(flat: dict) -> dict:
@@ -220,10 +220,11 @@ def _prepare(flat: dict) -> dict:
     B, K = logits.shape
     out = {"log_norm": np.empty(B), "log_probs": np.empty((B, K)), "probs": np.empty((B, K)),
            "cdf": np.empty((B, K))}
-    bad = _prepare_rows(logits, mask, out["log_norm"], out["log_probs"], out["probs"],
-                        out["cdf"])
-    if bad >= 0:
-        raise ValueError(f"mask/logits allow no class in batch row {bad} (flat index): "
+    _kernels._run(_prepare_rows, (logits, mask, out["log_norm"], out["log_probs"],
+                                  out["probs"], out["cdf"]), B, _kernels._per(K))
+    bad = np.flatnonzero(np.isnan(out["log_norm"]))
+    if bad.size:
+        raise ValueError(f"mask/logits allow no class in batch row {bad[0]} (flat index): "
                          "every row needs at least one unmasked, finite logit")
     return out
 
