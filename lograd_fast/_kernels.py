@@ -15,6 +15,7 @@ atoms, summed in a fixed order), so the split never changes a result.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -95,7 +96,6 @@ def _log_prob_range(p, x, out, B, E, lo, hi):
         out[g] = acc
 
 
-
 # --------------------------------------------------------------------------- score
 @njit(**_jit_free)
 def _score_range(p, x, s, B, lo, hi):
@@ -131,7 +131,6 @@ def _sample_score_range(p, key, x, s, out, B, E, lo, hi, words):
         out[g] = acc
 
 
-
 # --------------------------------------------------------------------------- entropy, kl
 @njit(**_jit_free)
 def _entropy_range(p, out, E, lo, hi):
@@ -152,7 +151,6 @@ def _kl_range(p, q, out, E, lo, hi):
         out[g] = acc
 
 
-
 # --------------------------------------------------------------------------- launchers
 # Parallelism: every range function is compiled ``nogil=True``, and a call of more
 # than one chunk is cut into one contiguous part per thread (``numba.get_num_threads()``),
@@ -165,6 +163,16 @@ def _kl_range(p, q, out, E, lo, hi):
 # every atom has its own Philox counter, so results do not depend on the split.
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool there
+    (RL code forks environment workers after lograd_fast has run)."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _pool() -> ThreadPoolExecutor:

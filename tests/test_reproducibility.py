@@ -88,3 +88,25 @@ def test_kernel_cache_is_reused_and_invalidated_by_edits_anywhere(tmp_path):
     third = json.loads(_run(["-c", CACHE_PROBE], env, cwd=tmp_path))
     assert third["hits"] == 0 and third["misses"] >= 1
     assert third["lp"] == pytest.approx(first["lp"] + 1.0, abs=1e-12)
+
+
+FORK_PROBE = textwrap.dedent("""
+    import os, signal, numpy as np, lograd_fast as lf
+    d = lf.Normal(np.zeros(8), np.zeros(8))
+    x = d.sample(2**16, seed=1)          # large enough to use the driver's thread pool
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)                 # a hung child dies instead of hanging the test
+        y = d.sample(2**16, seed=1)
+        os._exit(0 if np.array_equal(x, y) else 3)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_after_a_threaded_call_samples_identically():
+    """The drivers' thread pool does not survive fork(); a child (RL environment workers)
+    must get a new one instead of waiting forever on the parent's dead threads."""
+    out = _run(["-c", FORK_PROBE], {"NUMBA_NUM_THREADS": "2"})
+    assert out.strip() == "0"
