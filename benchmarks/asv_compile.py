@@ -20,14 +20,23 @@ from ._common import FAMILIES
 OPS = ("sample", "sample_and_score", "log_prob")
 
 
-def _code(family: str, op: str) -> str:
+def _code(family: str, op: str, cache_line: str = "") -> str:
+    # Plain statements only: asv pastes this into a triple-quoted (non-raw) string, so
+    # an escape such as "\n" inside a literal here would be turned into a real newline.
     return f"""
+import os
 import sys
+{cache_line}
 sys.path.insert(0, {str(os.path.dirname(os.path.abspath(__file__)))!r})
 from _common import draws_for, make_dist, op_call
 d = make_dist({family!r})
 op_call(d, {op!r}, draws_for(d, 2**14))()
 """
+
+
+COLD_CACHE = ('import tempfile; os.environ["LOGRAD_FAST_CACHE_DIR"] = '
+              'tempfile.mkdtemp(prefix="lograd-asv-cold-")')
+COLD_CLEANUP = '\nimport shutil; shutil.rmtree(os.environ["LOGRAD_FAST_CACHE_DIR"])\n'
 
 
 class FirstCall:
@@ -49,19 +58,10 @@ class FirstCall:
         shutil.rmtree(self.cache, ignore_errors=True)
 
     def timeraw_first_call_cold(self, family, op):
-        return f"""
-import os, tempfile
-with tempfile.TemporaryDirectory() as cache:
-    os.environ["LOGRAD_FAST_CACHE_DIR"] = cache
-    exec({_code(family, op)!r})
-"""
+        return _code(family, op, COLD_CACHE) + COLD_CLEANUP
 
     def timeraw_first_call_cached(self, family, op):
-        return f"""
-import os
-os.environ["LOGRAD_FAST_CACHE_DIR"] = {self.cache!r}
-exec({_code(family, op)!r})
-"""
+        return _code(family, op, f'os.environ["LOGRAD_FAST_CACHE_DIR"] = {self.cache!r}')
 
 
 def timeraw_import():

@@ -74,6 +74,42 @@ def test_asv_benchmarks_run():
     assert int(proc.stdout.split("RAN")[-1]) > 10
 
 
+# asv runs a ``timeraw_*`` benchmark's code in a fresh interpreter, pasted into this
+# template (asv_runner.benchmarks.timeraw._SeparateProcessTimer): a non-raw triple-quoted
+# string, so escapes in the code are interpreted once before it runs.
+ASV_TIMERAW_TEMPLATE = '''
+from timeit import timeit, default_timer as timer
+print(repr(timeit(stmt="""{stmt}""", setup="""{setup}""", number=1, timer=timer)))
+'''
+
+
+def test_asv_timeraw_code_runs_as_asv_runs_it():
+    """The compile benchmarks' code, executed the way asv executes it (one family/op)."""
+    import textwrap
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import asv_compile
+    finally:
+        sys.path.remove(str(ROOT))
+    bench = asv_compile.FirstCall()
+    bench.setup("Normal", "log_prob")
+    try:
+        codes = [bench.timeraw_first_call_cold("Normal", "log_prob"),
+                 bench.timeraw_first_call_cached("Normal", "log_prob"),
+                 asv_compile.timeraw_import()]
+        for code in codes:
+            stmt = textwrap.dedent(code).replace('"""', r'\"\"\"')
+            proc = subprocess.run([sys.executable, "-c",
+                                   ASV_TIMERAW_TEMPLATE.format(stmt=stmt, setup="")],
+                                  cwd=ROOT, env=_env(), capture_output=True, text=True,
+                                  timeout=600)
+            assert proc.returncode == 0, code + proc.stderr[-3000:]
+            assert float(proc.stdout.strip()) > 0.0
+    finally:
+        bench.teardown("Normal", "log_prob")
+
+
 def test_cli_bench_quick(tmp_path):
     out = tmp_path / "bench.md"
     proc = subprocess.run([sys.executable, "-m", "lograd_fast.cli", "bench", "--quick",
