@@ -32,7 +32,7 @@ def _max_threads() -> int:
 
 
 class Ops:
-    """Time and peak memory of one operation on a benchmark-sized batch."""
+    """Time of one operation on a benchmark-sized batch."""
 
     params = (list(FAMILIES), list(OPS), ["cpu", "numpy"], list(SIZES), list(DTYPES))
     param_names = ("family", "op", "backend", "atoms", "dtype")
@@ -46,23 +46,38 @@ class Ops:
     def time_op(self, family, op, backend, atoms, dtype):
         self.call()
 
-    def peakmem_op(self, family, op, backend, atoms, dtype):
+
+# Each parameter set is one benchmark process, so the grids below leave out the axes
+# that Ops already covers (a full family x op x backend x size x dtype product for
+# every kind of benchmark made `asv run --quick` take over an hour on 2 cores).
+class PeakMemory:
+    """Peak memory of the fused sample_and_score at the large size (new arrays)."""
+
+    params = (list(FAMILIES), ["cpu", "numpy"])
+    param_names = ("family", "backend")
+
+    def setup(self, family, backend):
+        dist = make_dist(family, backend)
+        self.call = op_call(dist, "sample_and_score", draws_for(dist, SIZES[-1]))
+
+    def peakmem_sample_and_score(self, family, backend):
         self.call()
 
 
 class OutBuffers:
     """``out=`` against fresh arrays (allocation and first-touch page faults)."""
 
-    params = (list(FAMILIES), ["sample", "sample_and_score"], [False, True], list(DTYPES))
-    param_names = ("family", "op", "out", "dtype")
+    params = (list(FAMILIES), [False, True], list(DTYPES))
+    param_names = ("family", "out", "dtype")
 
-    def setup(self, family, op, out, dtype):
+    def setup(self, family, out, dtype):
         self.dist = make_dist(family, "cpu", dtype)
         n = draws_for(self.dist, SIZES[-1])
+        op = "sample_and_score"
         self.call = op_call(self.dist, op, n, out=out_buffers(self.dist, op, n) if out else None)
         self.call()
 
-    def time_op(self, family, op, out, dtype):
+    def time_sample_and_score(self, family, out, dtype):
         self.call()
 
 
@@ -73,9 +88,9 @@ class Threads:
     param_names = ("family", "threads")
 
     def setup(self, family, threads):
+        self.saved = numba.get_num_threads()  # asv calls teardown after a skip too
         if threads > _max_threads():
             raise NotImplementedError(f"only {_max_threads()} Numba threads here")
-        self.saved = numba.get_num_threads()
         numba.set_num_threads(threads)
         self.dist = make_dist(family)
         n = draws_for(self.dist, SIZES[-1])
@@ -91,18 +106,18 @@ class Threads:
 
 
 class SpeedUp:
-    """lograd_fast (cpu) over the numpy baseline, timed side by side."""
+    """lograd_fast (cpu) over the numpy baseline, timed side by side (large size)."""
 
-    params = (list(FAMILIES), list(OPS), list(SIZES), list(DTYPES))
-    param_names = ("family", "op", "atoms", "dtype")
+    params = (list(FAMILIES), list(OPS), list(DTYPES))
+    param_names = ("family", "op", "dtype")
 
-    def setup(self, family, op, atoms, dtype):
+    def setup(self, family, op, dtype):
         self.calls = {}
         for backend in ("cpu", "numpy"):
             dist = make_dist(family, backend, dtype)
-            self.calls[backend] = op_call(dist, op, draws_for(dist, atoms))
+            self.calls[backend] = op_call(dist, op, draws_for(dist, SIZES[-1]))
 
-    def track_speedup_vs_numpy(self, family, op, atoms, dtype):
+    def track_speedup_vs_numpy(self, family, op, dtype):
         t = min_times(self.calls, TRACK_REPEATS)
         return t["numpy"] / t["cpu"]
 
