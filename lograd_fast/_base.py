@@ -24,7 +24,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -51,6 +51,9 @@ class Family:
                      ``score``, ``sample_score``, ``entropy``, ``kl``).
     ``sample_event_shape``  ``(record) -> tuple``: trailing dims of one atom's sample.
     ``discrete``     samples are int64 category/count values.
+    ``prepare_checks_finite``  ``prepare`` itself rejects NaN (and +inf) parameters
+                     with the same ``ValueError`` as :func:`check_finite` (which is
+                     then not run: one pass over the parameters less).
     """
 
     name: str
@@ -62,6 +65,7 @@ class Family:
     numpy_ops: Any
     sample_event_shape: Callable[[Any], tuple] = lambda p: ()
     discrete: bool = False
+    prepare_checks_finite: bool = False
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -149,8 +153,8 @@ def check_finite(arr: np.ndarray, name: str, allow_neg_inf: bool = False) -> Non
         bad = ~np.isfinite(arr)
     if bad.any():
         what = "NaN or +inf" if allow_neg_inf else "NaN or inf"
-        raise ValueError(f"{name} contains {what} values (first at index "
-                         f"{np.unravel_index(np.argmax(bad), arr.shape)})")
+        where = tuple(int(i) for i in np.unravel_index(np.argmax(bad), arr.shape))
+        raise ValueError(f"{name} contains {what} values (first at index {where})")
 
 
 def check_n(n: Any) -> int | None:
@@ -189,6 +193,88 @@ def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str) -> None:
         raise ValueError(f"{name} must be a writeable C-contiguous array")
 
 
+# ----------------------------------------------------------------------------- layouts
+class _Layout(NamedTuple):
+    """Everything :meth:`Distribution._setup` derives from the parameters' shapes and
+    dtypes alone (not their values)."""
+
+    dtype: np.dtype
+    event_ndims: int
+    full_shape: tuple
+    batch_shape: tuple
+    B: int
+    E: int
+    tails: dict  # name -> trailing (event) dims of each parameter and extra field
+
+
+# RL code builds a distribution of the same shapes every step: the shape checks and
+# broadcasting of the first construction are kept, keyed by the exact shapes and
+# dtypes, so the next ones skip them (value checks -- finiteness, domains -- always run).
+_LAYOUTS: dict = {}
+_MAX_LAYOUTS = 256
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INT64 = np.dtype(np.int64)
+
+
+def _layout_key(fam: Family, params: dict, extra: dict, event_ndims: Any,
+                backend: Any) -> tuple | None:
+    """The :data:`_LAYOUTS` key of a construction, or None when an input is anything
+    but a plain float32/float64 ``ndarray`` (lists, scalars, tensors: the full path)."""
+    if type(event_ndims) is not int or type(backend) is not str:
+        return None
+    key = [fam.name, event_ndims, backend]
+    for name in fam.param_names:
+        v = params[name]
+        if type(v) is not np.ndarray or v.dtype not in _FLOATS:
+            return None
+        key += (v.shape, v.dtype)
+    for name, v in extra.items():
+        if type(v) is not np.ndarray:
+            return None
+        key += (name, v.shape, v.dtype)
+    return tuple(key)
+
+
+def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
+            backend: Any) -> tuple[list, _Layout]:
+    """Check and convert the parameters: ``(arrays, layout)``; ValueError/TypeError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral) \
+            or event_ndims < 0:
+        raise ValueError(f"event_ndims must be a non-negative int, got {event_ndims!r}")
+    arrays = [as_float_param(params[k], k) for k in fam.param_names]
+    scalars = [np.ndim(params[k]) == 0 and not isinstance(params[k], np.ndarray)
+               for k in fam.param_names]
+    dtype = common_dtype(arrays, scalars)
+    arrays = [a.astype(dtype, copy=False) for a in arrays]
+    ends = dict(zip(fam.param_names, fam.param_event_ndims))
+    # broadcast the leading (atom batch) dims of every parameter and extra field
+    lead, tails = {}, {}
+    for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
+        k = ends.get(name, 1 if name in extra else 0)
+        if arr.ndim < k:
+            raise ValueError(f"{name} must have at least {k} dimension(s), "
+                             f"got shape {arr.shape}")
+        lead[name] = arr.shape[: arr.ndim - k]
+        tails[name] = arr.shape[arr.ndim - k:]
+    shapes = list(lead.values())
+    try:
+        full_shape = shapes[0] if shapes.count(shapes[0]) == len(shapes) \
+            else np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError("parameter shapes do not broadcast: "
+                         + ", ".join(f"{k}{tuple(v)}" for k, v in lead.items())) from None
+    if event_ndims > len(full_shape):
+        raise ValueError(f"event_ndims={event_ndims} exceeds the parameters' "
+                         f"{len(full_shape)} batch dims {full_shape}")
+    full_shape = tuple(int(d) for d in full_shape)
+    event_ndims = int(event_ndims)
+    batch_shape = full_shape[: len(full_shape) - event_ndims]
+    return arrays, _Layout(dtype, event_ndims, full_shape, batch_shape, math.prod(full_shape),
+                           math.prod(full_shape[len(batch_shape):]), tails)
+
+
 # ----------------------------------------------------------------------------- the class
 class Distribution:
     """Base class of every lograd_fast distribution.
@@ -202,53 +288,35 @@ class Distribution:
     def _setup(self, params: dict, extra: dict | None = None, *, event_ndims: int = 0,
                backend: str = "cpu") -> None:
         fam = self.family
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if isinstance(event_ndims, bool) or not isinstance(event_ndims, numbers.Integral) \
-                or event_ndims < 0:
-            raise ValueError(f"event_ndims must be a non-negative int, got {event_ndims!r}")
         extra = extra or {}
-        arrays = [as_float_param(params[k], k) for k in fam.param_names]
-        scalars = [np.ndim(params[k]) == 0 and not isinstance(params[k], np.ndarray)
-                   for k in fam.param_names]
-        dtype = common_dtype(arrays, scalars)
-        arrays = [a.astype(dtype, copy=False) for a in arrays]
-        ends = dict(zip(fam.param_names, fam.param_event_ndims))
-        # broadcast the leading (atom batch) dims of every parameter and extra field
-        lead = {}
-        for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
-            k = ends.get(name, 1 if name in extra else 0)
-            if arr.ndim < k:
-                raise ValueError(f"{name} must have at least {k} dimension(s), "
-                                 f"got shape {arr.shape}")
-            lead[name] = arr.shape[: arr.ndim - k]
-        shapes = list(lead.values())
-        try:
-            full_shape = shapes[0] if shapes.count(shapes[0]) == len(shapes) \
-                else np.broadcast_shapes(*shapes)
-        except ValueError:
-            raise ValueError("parameter shapes do not broadcast: "
-                             + ", ".join(f"{k}{tuple(v)}" for k, v in lead.items())) from None
-        if event_ndims > len(full_shape):
-            raise ValueError(f"event_ndims={event_ndims} exceeds the parameters' "
-                             f"{len(full_shape)} batch dims {full_shape}")
+        key = _layout_key(fam, params, extra, event_ndims, backend)
+        layout = _LAYOUTS.get(key)
+        if layout is None:
+            arrays, layout = _layout(fam, params, extra, event_ndims, backend)
+            if key is not None:
+                if len(_LAYOUTS) >= _MAX_LAYOUTS:
+                    _LAYOUTS.clear()
+                _LAYOUTS[key] = layout
+        else:  # plain float arrays of a known layout: already checked once
+            arrays = [params[k].astype(layout.dtype, copy=False) for k in fam.param_names]
+        dtype, full_shape, B, tails = layout.dtype, layout.full_shape, layout.B, layout.tails
         self._user_params = dict(zip(fam.param_names, arrays))
         self.dtype = dtype
         self.backend = backend
-        self.event_ndims = int(event_ndims)
-        self.full_shape = tuple(full_shape)
-        self.batch_shape = self.full_shape[: len(full_shape) - event_ndims]
-        self._B = math.prod(full_shape)
-        self._E = math.prod(full_shape[len(full_shape) - event_ndims:])
+        self.event_ndims = layout.event_ndims
+        self.full_shape = full_shape
+        self.batch_shape = layout.batch_shape
+        self._B = B
+        self._E = layout.E
         flat = {}
         for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
-            k = ends.get(name, 1 if name in extra else 0)
-            tail = arr.shape[arr.ndim - k:]
+            tail = tails[name]
             if arr.shape != full_shape + tail:
                 arr = np.broadcast_to(arr, full_shape + tail)
-            flat[name] = np.array(arr, order="C").reshape((self._B,) + tail)  # own copy
-        for name in fam.param_names:
-            check_finite(flat[name], name, allow_neg_inf=name == "logits")
+            flat[name] = np.array(arr, order="C").reshape((B,) + tail)  # own copy
+        if not fam.prepare_checks_finite:
+            for name in fam.param_names:
+                check_finite(flat[name], name, allow_neg_inf=name == "logits")
         derived = fam.prepare(flat)
         fields = {**flat, **derived}
         for arr in fields.values():
@@ -256,10 +324,10 @@ class Distribution:
             # has one Numba type per dtype (one compiled kernel, not two)
             arr.flags.writeable = False
         self._record = fam.params_cls(**fields)
-        self._param_tail = {name: flat[name].shape[1:] for name in fam.param_names}
+        self._param_tail = {name: tails[name] for name in fam.param_names}
         self.sample_event_shape = tuple(fam.sample_event_shape(self._record))
-        self.event_shape = self.full_shape[len(self.batch_shape):] + self.sample_event_shape
-        self._sample_dtype = np.dtype(np.int64) if fam.discrete else dtype
+        self.event_shape = full_shape[len(self.batch_shape):] + self.sample_event_shape
+        self._sample_dtype = _INT64 if fam.discrete else dtype
         self._device_record = None
         if backend == "cuda":
             _cuda = cuda_backend()

@@ -193,24 +193,29 @@ def _n_parts(n_chunks: int) -> int:
     return max(1, min(numba.get_num_threads(), n_chunks // MIN_CHUNKS))
 
 
-def _on_threads(calls: list) -> None:
+def _on_threads(calls: list) -> list:
     """Run ``fn(*args)`` for each ``(fn, args)`` of ``calls``: the first in the calling
-    thread, the others on the pool; re-raises the first error."""
+    thread, the others on the pool; returns the results in order, re-raises the first
+    error."""
     futures = [_pool().submit(fn, *args) for fn, args in calls[1:]]
     try:
-        calls[0][0](*calls[0][1])
+        first = calls[0][0](*calls[0][1])
     finally:
-        for f in futures:
-            f.result()
+        rest = [f.result() for f in futures]
+    return [first] + rest
 
 
-def _run(fn, args: tuple, n_items: int, per: int, words: np.ndarray | None = None) -> None:
-    """``fn(*args, lo, hi[, words[t]])`` over ``[0, n_items)``, split across threads."""
-    n_parts = _n_parts(-(-n_items // per))
-    bounds = [min(n_items, -(-n_items // per) * t // n_parts * per) for t in range(n_parts)]
+def _run(fn, args: tuple, n_items: int, per: int, words: np.ndarray | None = None) -> list:
+    """``fn(*args, lo, hi[, words[t]])`` over ``[0, n_items)``, split across threads;
+    the results of the parts, in order."""
+    n_chunks = -(-n_items // per)
+    if n_chunks < 2 * MIN_CHUNKS:  # one part: no pool, no lists (small RL calls)
+        return [fn(*args, 0, n_items) if words is None else fn(*args, 0, n_items, words[0])]
+    n_parts = _n_parts(n_chunks)
+    bounds = [min(n_items, n_chunks * t // n_parts * per) for t in range(n_parts)]
     bounds.append(n_items)
-    _on_threads([(fn, args + (bounds[t], bounds[t + 1])
-                  + (() if words is None else (words[t],))) for t in range(n_parts)])
+    return _on_threads([(fn, args + (bounds[t], bounds[t + 1])
+                         + (() if words is None else (words[t],))) for t in range(n_parts)])
 
 
 def run_strided(fn, args: tuple, n_units: int) -> None:

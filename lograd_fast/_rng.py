@@ -173,6 +173,8 @@ def _solve_ziggurat() -> np.ndarray:
     lo, hi = 3.0, 4.0  # residual(lo) > 0 > residual(hi)
     for _ in range(200):
         mid = 0.5 * (lo + hi)
+        if mid == lo or mid == hi:
+            break  # adjacent doubles: further steps change nothing (~55 steps, not 200)
         _, res = _ziggurat_boundaries(mid)
         if res > 0.0:
             lo = mid

@@ -122,6 +122,48 @@ def test_all_masked_row():
         lf.Categorical(np.array([-np.inf, -np.inf]))
 
 
+def test_repeated_construction_checks_values_every_time():
+    """The second construction of the same shapes takes the cached layout
+    (``_base._LAYOUTS``): its value checks must still run, and its conversions hold."""
+    good = np.zeros((4, 3))
+    lf.Categorical(good)
+    lf.Normal(np.zeros(3), np.zeros(3))
+    for _ in range(2):  # the first builds the layout, the second uses it
+        for bad in (np.nan, np.inf):
+            logits = good.copy()
+            logits[2, 1] = bad
+            with pytest.raises(ValueError, match="logits contains NaN or \\+inf values "
+                                                 r"\(first at index \(2, 1\)\)"):
+                lf.Categorical(logits)
+            with pytest.raises(ValueError, match="log_scale"):
+                lf.Normal(np.zeros(3), np.array([0.0, bad, 0.0]))
+        # a NaN logit behind the mask is still an error (as with every other check)
+        with pytest.raises(ValueError, match="logits"):
+            lf.Categorical(np.array([[0.0, np.nan]]), mask=np.array([[True, False]]))
+        with pytest.raises(ValueError, match="row 1"):
+            lf.Categorical(np.zeros((2, 2)), mask=np.array([[True, False], [False, False]]))
+        with pytest.raises(ValueError, match="event_ndims"):
+            lf.Normal(np.zeros(3), np.zeros(3), event_ndims=True)
+        # mixed float32/float64 promotes to float64 on both paths
+        d = lf.Normal(np.zeros(3, np.float32), np.zeros(3))
+        assert d.dtype == np.float64
+        assert {a.dtype for a in d._record} == {np.dtype(np.float64)}
+        d = lf.Normal(np.zeros(3), np.zeros(3), event_ndims=1)
+        assert d.batch_shape == () and d.event_shape == (3,)
+
+
+def test_default_mask_is_private_to_each_distribution():
+    logits = np.zeros((2, 3))
+    d1 = lf.Categorical(logits)
+    d2 = lf.Categorical(logits, mask=np.array([[True, False, True]] * 2))
+    d3 = lf.Categorical(logits)
+    assert d1._record.mask.all() and d3._record.mask.all()
+    assert not d2._record.mask[:, 1].any()
+    with pytest.raises(ValueError):
+        d1._record.mask[0, 0] = False  # read-only
+    np.testing.assert_array_equal(d3.probs, np.full((2, 3), 1 / 3))
+
+
 def test_mask_must_be_boolean():
     with pytest.raises(TypeError, match="mask"):
         lf.Categorical(np.zeros(3), mask=np.array([1, 0, 1]))
