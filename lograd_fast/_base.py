@@ -222,7 +222,7 @@ def _layout_key(fam: Family, params: dict, extra: dict, event_ndims: Any,
     but a plain float32/float64 ``ndarray`` (lists, scalars, tensors: the full path)."""
     if type(event_ndims) is not int or type(backend) is not str:
         return None
-    key = [fam.name, event_ndims, backend]
+    key = [fam.name, fam.param_event_ndims, event_ndims, backend]
     for name in fam.param_names:
         v = params[name]
         if type(v) is not np.ndarray or v.dtype not in _FLOATS:
