@@ -162,6 +162,11 @@ def test_default_mask_is_private_to_each_distribution():
     with pytest.raises(ValueError):
         d1._record.mask[0, 0] = False  # read-only
     np.testing.assert_array_equal(d3.probs, np.full((2, 3), 1 / 3))
+    from lograd_fast.families import categorical
+
+    big = (categorical._SHARED_MASK_MAX // 4 + 1, 4)  # too big to be kept alive
+    lf.Categorical(np.zeros(big))
+    assert big not in categorical._ALL_ALLOWED and (2, 3) in categorical._ALL_ALLOWED
 
 
 def test_mask_must_be_boolean():

@@ -253,17 +253,21 @@ register(CategoricalParams, scalar)
 
 
 _ALL_ALLOWED: dict = {}
+_SHARED_MASK_MAX = 2**16  # elements; a larger mask is built per call (cheap by comparison)
 
 
 def _all_allowed(shape: tuple) -> np.ndarray:
-    """A read-only all-True mask of ``shape``, shared between distributions (the
-    record copies it anyway; this saves building one per construction)."""
+    """An all-True mask of ``shape``; small ones are read-only and shared between
+    distributions (the record copies it anyway; this saves building one per
+    construction in RL loops without keeping big arrays alive)."""
     mask = _ALL_ALLOWED.get(shape)
     if mask is None:
-        if len(_ALL_ALLOWED) >= 64:
-            _ALL_ALLOWED.clear()
-        mask = _ALL_ALLOWED[shape] = np.ones(shape, dtype=bool)
-        mask.flags.writeable = False
+        mask = np.ones(shape, dtype=bool)
+        if mask.size <= _SHARED_MASK_MAX:
+            if len(_ALL_ALLOWED) >= 64:
+                _ALL_ALLOWED.clear()
+            mask.flags.writeable = False
+            _ALL_ALLOWED[shape] = mask
     return mask
 
 
