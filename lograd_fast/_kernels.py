@@ -209,9 +209,9 @@ def _run(fn, args: tuple, n_items: int, per: int, words: np.ndarray | None = Non
     """``fn(*args, lo, hi[, words[t]])`` over ``[0, n_items)``, split across threads;
     the results of the parts, in order."""
     n_chunks = -(-n_items // per)
-    if n_chunks < 2 * MIN_CHUNKS:  # one part: no pool, no lists (small RL calls)
-        return [fn(*args, 0, n_items) if words is None else fn(*args, 0, n_items, words[0])]
     n_parts = _n_parts(n_chunks)
+    if n_parts == 1:  # no pool, no lists (small RL calls, one thread)
+        return [fn(*args, 0, n_items) if words is None else fn(*args, 0, n_items, words[0])]
     bounds = [min(n_items, n_chunks * t // n_parts * per) for t in range(n_parts)]
     bounds.append(n_items)
     return _on_threads([(fn, args + (bounds[t], bounds[t + 1])
