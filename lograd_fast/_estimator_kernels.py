@@ -37,8 +37,8 @@ from numba import njit, prange
 
 from . import _cache  # noqa: F401  (installs the package-hash cache locator)
 from ._dispatch import reflect1, reparam1, sample_score1, score1
+from ._engine.rng import make_stream
 from ._kernels import _jit, _jit_free, run_strided
-from ._rng import make_stream
 
 SCORE_MOMENTS = 5
 PAIR_MOMENTS = 9

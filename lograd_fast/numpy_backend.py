@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _rng
+from ._engine import rng as _rng
 
 _U = np.uint64
 

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from lograd_fast import _rng
 from lograd_fast import numpy_backend as npb
+from lograd_fast._engine import rng as _rng
 from lograd_fast.families.beta import Beta
 from lograd_fast.families.dirichlet import Dirichlet
 from lograd_fast.families.gamma import Gamma

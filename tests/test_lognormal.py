@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from lograd_fast._dispatch import reparam1, supports
-from lograd_fast._rng import make_stream
+from lograd_fast._engine.rng import make_stream
 from lograd_fast.families.lognormal import LogNormal, LogNormalParams, LogNormalScores
 
 

@@ -16,7 +16,7 @@ from scipy import stats
 
 import lograd_fast as lf
 from lograd_fast import _dispatch
-from lograd_fast._rng import make_stream
+from lograd_fast._engine.rng import make_stream
 from lograd_fast.families.multivariate_normal import (
     MAX_DIM,
     MultivariateNormal,
@@ -425,7 +425,7 @@ _PTX_SCRIPT = textwrap.dedent("""
     from numba.cuda import dispatcher
 
     from lograd_fast import _dispatch
-    from lograd_fast._rng import make_stream
+    from lograd_fast._engine.rng import make_stream
     from lograd_fast.families.multivariate_normal import (
         MultivariateNormal, MultivariateNormalScores)
 

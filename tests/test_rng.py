@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lograd_fast import _rng
 from lograd_fast import numpy_backend as npb
+from lograd_fast._engine import rng as _rng
 
 U = np.uint64
 

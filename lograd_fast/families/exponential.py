@@ -34,8 +34,8 @@ from .. import _math as m
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
+from .._engine.rng import std_exponential
 from .._jit import jitable
-from .._rng import std_exponential
 
 
 class ExponentialParams(NamedTuple):

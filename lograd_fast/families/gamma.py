@@ -42,8 +42,8 @@ from .. import _math as m
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
+from .._engine.rng import std_gamma_log
 from .._jit import jitable
-from .._rng import std_gamma_log
 
 
 class GammaParams(NamedTuple):

@@ -70,8 +70,8 @@ from .. import _math as m
 from .. import numpy_backend as npb
 from .._base import Distribution, Family, as_float_param
 from .._dispatch import register
+from .._engine.rng import std_normal
 from .._jit import jitable
-from .._rng import std_normal
 
 HALF_LOG_2PI = 0.9189385332046727
 MAX_DIM = 64

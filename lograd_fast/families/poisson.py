@@ -67,8 +67,8 @@ from .. import _math as m
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
+from .._engine.rng import philox_block, u01_f64
 from .._jit import jitable
-from .._rng import philox_block, u01_f64
 
 MAX_RATE = 2.0**52
 PTRS_MIN_RATE = 10.0
