@@ -30,10 +30,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _math as m
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
+from .._engine import maths as m
 from .._engine.rng import std_exponential
 from .._jit import jitable
 

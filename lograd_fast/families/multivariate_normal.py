@@ -66,10 +66,10 @@ from numba.core import cgutils
 from numba.extending import lower_builtin, type_callable
 from numba.np.arrayobj import populate_array
 
-from .. import _math as m
 from .. import numpy_backend as npb
 from .._base import Distribution, Family, as_float_param
 from .._dispatch import register
+from .._engine import maths as m
 from .._engine.rng import std_normal
 from .._jit import jitable
 
