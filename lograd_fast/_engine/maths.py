@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba.extending import overload
 
-from .._jit import jitable
+from .jit import jitable
 
 __all__ = ["exp", "log", "log1p", "expm1", "sqrt", "tanh", "atanh", "lgamma", "digamma",
            "softplus", "erfc"]

@@ -37,7 +37,7 @@ import types
 
 import numpy as np
 
-from .._jit import by_dtype, jitable, jitable_hot
+from .jit import by_dtype, jitable, jitable_hot
 
 __all__ = [
     "philox4x32",

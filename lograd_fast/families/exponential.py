@@ -34,8 +34,8 @@ from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
 from .._engine import maths as m
+from .._engine.jit import jitable
 from .._engine.rng import std_exponential
-from .._jit import jitable
 
 
 class ExponentialParams(NamedTuple):

@@ -42,8 +42,8 @@ from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
 from .._engine import maths as m
+from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log
-from .._jit import jitable
 
 
 class GammaParams(NamedTuple):

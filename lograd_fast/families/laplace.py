@@ -42,8 +42,8 @@ from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
 from .._engine import maths as m
+from .._engine.jit import by_dtype, jitable
 from .._engine.rng import philox_block, u01_f32, u01_f64
-from .._jit import by_dtype, jitable
 from .normal import prepare_scale
 
 LOG_2 = 0.6931471805599453

@@ -26,8 +26,8 @@ from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
 from .._engine import maths as m
+from .._engine.jit import jitable
 from .._engine.rng import std_normal
-from .._jit import jitable
 
 HALF_LOG_2PI = 0.9189385332046727
 

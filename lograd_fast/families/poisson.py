@@ -67,8 +67,8 @@ from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
 from .._engine import maths as m
+from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64
-from .._jit import jitable
 
 MAX_RATE = 2.0**52
 PTRS_MIN_RATE = 10.0

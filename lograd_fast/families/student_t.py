@@ -49,8 +49,8 @@ from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
 from .._engine import maths as m
+from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log, std_normal
-from .._jit import jitable
 from .gamma import checked_exp, lgamma_correction
 
 LOG_2 = 0.6931471805599453

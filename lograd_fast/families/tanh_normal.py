@@ -71,8 +71,8 @@ from .. import numpy_backend as npb
 from .._base import Distribution, Family
 from .._dispatch import register
 from .._engine import maths as m
+from .._engine.jit import by_dtype, jitable
 from .._engine.rng import std_normal
-from .._jit import by_dtype, jitable
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
 from .normal import _log_prob_z, prepare_scale
