@@ -47,7 +47,7 @@ def ladder(n: int) -> dict[str, float]:
 
     import lograd_fast as lf
     from lograd_fast import _kernels
-    from lograd_fast._dispatch import sample1
+    from lograd_fast._engine.dispatch import sample1
     from lograd_fast._engine.rng import make_stream, philox_block, std_normal, u01_f64
 
     U = np.uint64

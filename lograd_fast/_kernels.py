@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from . import _cache  # noqa: F401  (installs the package-hash cache locator)
-from ._dispatch import entropy1, kl1, log_prob1, sample1, sample_score1, score1
+from ._engine.dispatch import entropy1, kl1, log_prob1, sample1, sample_score1, score1
 from ._engine.rng import _MASK32, _SHIFT32, philox4x32, stream_with_block0
 
 CHUNK = 4096  # atoms per block-0 prepass (and the unit of the split between threads)

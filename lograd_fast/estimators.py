@@ -70,7 +70,7 @@ import numpy as np
 from . import _estimator_kernels as _ek
 from . import _kernels
 from ._base import Distribution, check_n, check_seed
-from ._dispatch import supports
+from ._engine.dispatch import supports
 
 __all__ = ["Estimate", "EMA", "score_function", "antithetic", "pathwise", "measure_valued",
            "rloo", "batched_score_function", "estimate", "BASELINES", "ESTIMATORS"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lograd_fast._dispatch import reparam1, supports
+from lograd_fast._engine.dispatch import reparam1, supports
 from lograd_fast._engine.rng import make_stream
 from lograd_fast.families.exponential import Exponential, ExponentialParams, ExponentialScores
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from lograd_fast._dispatch import reflect1, reparam1, supports
+from lograd_fast._engine.dispatch import reflect1, reparam1, supports
 from lograd_fast._engine.rng import make_stream
 from lograd_fast.families.laplace import Laplace, LaplaceParams, LaplaceScores
 

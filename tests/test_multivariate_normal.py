@@ -15,7 +15,7 @@ from cases.multivariate_normal import random_raw, scale_tril
 from scipy import stats
 
 import lograd_fast as lf
-from lograd_fast import _dispatch
+from lograd_fast._engine import dispatch as _dispatch
 from lograd_fast._engine.rng import make_stream
 from lograd_fast.families.multivariate_normal import (
     MAX_DIM,
@@ -424,7 +424,7 @@ _PTX_SCRIPT = textwrap.dedent("""
     from numba import cuda
     from numba.cuda import dispatcher
 
-    from lograd_fast import _dispatch
+    from lograd_fast._engine import dispatch as _dispatch
     from lograd_fast._engine.rng import make_stream
     from lograd_fast.families.multivariate_normal import (
         MultivariateNormal, MultivariateNormalScores)

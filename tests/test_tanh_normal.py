@@ -6,7 +6,7 @@ import pytest
 from cases.tanh_normal import _TanhNormal
 from scipy import stats
 
-from lograd_fast._dispatch import reflect1, reparam1, supports
+from lograd_fast._engine.dispatch import reflect1, reparam1, supports
 from lograd_fast._engine.rng import make_stream
 from lograd_fast.families.normal import Normal
 from lograd_fast.families.tanh_normal import TanhNormal, TanhNormalParams, TanhNormalScores

@@ -32,7 +32,7 @@ from numba import njit
 from .. import _kernels
 from .. import numpy_backend as npb
 from .._base import Distribution, Family, as_array, check_finite
-from .._dispatch import register
+from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64
 

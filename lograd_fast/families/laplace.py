@@ -40,8 +40,8 @@ import numpy as np
 
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
-from .._dispatch import register
 from .._engine import maths as m
+from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import philox_block, u01_f32, u01_f64
 from .normal import prepare_scale

@@ -68,8 +68,8 @@ from numba.np.arrayobj import populate_array
 
 from .. import numpy_backend as npb
 from .._base import Distribution, Family, as_float_param
-from .._dispatch import register
 from .._engine import maths as m
+from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
 

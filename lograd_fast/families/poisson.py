@@ -65,8 +65,8 @@ import numpy as np
 
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
-from .._dispatch import register
 from .._engine import maths as m
+from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64
 

@@ -69,8 +69,8 @@ import numpy as np
 
 from .. import numpy_backend as npb
 from .._base import Distribution, Family
-from .._dispatch import register
 from .._engine import maths as m
+from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import std_normal
 from .normal import _entropy as _normal_entropy

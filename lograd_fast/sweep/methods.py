@@ -71,7 +71,7 @@ def _families_with(entry_point: str) -> Callable[[], tuple[str, ...]]:
     """The families whose maths has ``entry_point`` (``reflect1``: symmetric, for
     antithetic pairs; ``reparam1``: reparameterisable, for pathwise)."""
     def names() -> tuple[str, ...]:
-        from .._dispatch import supports
+        from .._engine.dispatch import supports
         from ..families import FAMILY_CLASSES
 
         return tuple(name for name, cls in FAMILY_CLASSES.items()

@@ -30,7 +30,7 @@ Optional entry points (a family provides them when its maths allows):
 
 from __future__ import annotations
 
-from ._engine.jit import dispatch_on_record
+from .jit import dispatch_on_record
 
 REGISTRY: dict = {}
 
