@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from . import _cache  # noqa: F401  (installs the package-hash cache locator)
+from ._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
 from ._engine.dispatch import entropy1, kl1, log_prob1, sample1, sample_score1, score1
 from ._engine.rng import _MASK32, _SHIFT32, philox4x32, stream_with_block0
 

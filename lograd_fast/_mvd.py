@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
-from . import _cache  # noqa: F401  (installs the package-hash cache locator)
+from ._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
 from ._engine.jit import jitable
 from ._engine.rng import make_stream, std_exponential, std_normal
 from ._estimator_kernels import _lane_bounds

@@ -1,8 +1,8 @@
 """On-disk cache of compiled kernels, keyed on a hash of the package sources.
 
 Numba's own cache validates an entry against the source file of the cached
-function only.  Our drivers live in ``_kernels.py`` but inline maths from
-``_rng.py`` and ``families/*.py``; an edit there would silently reuse stale
+function only.  Our drivers live in ``_engine/cpu.py`` but inline maths from
+``_engine/rng.py`` and ``families/*.py``; an edit there would silently reuse stale
 machine code.  The locator below files every kernel of this package under
 ``<cache root>/<sha256 of the package's kernel sources>/`` and uses that hash (plus
 the hash of the function's own file) as the freshness stamp, so any edit to code that
@@ -25,13 +25,13 @@ from numba.core.caching import _CacheLocator
 # numba >= 0.61 calls it CacheImpl, older releases _CacheImpl
 _CacheImpl = getattr(_caching, "CacheImpl", None) or _caching._CacheImpl
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lograd_fast/
 
 
 # Files whose code is never compiled into a kernel of another file: editing them
 # should not throw the compiled kernels away (their own jitted functions, if any,
 # are still keyed on their own file's hash, see ``get_source_stamp``).
-_NOT_KERNEL_SOURCES = ("cli", "sweep", "torch.py", "jax.py", "_cache.py")
+_NOT_KERNEL_SOURCES = ("cli", "sweep", "bench", "torch.py", "jax.py", "_engine/cache.py")
 
 
 def source_hash() -> str:
@@ -39,7 +39,7 @@ def source_hash() -> str:
     digest = hashlib.sha256()
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         rel = path.relative_to(PACKAGE_DIR)
-        if rel.parts[0] in _NOT_KERNEL_SOURCES:
+        if rel.parts[0] in _NOT_KERNEL_SOURCES or rel.as_posix() in _NOT_KERNEL_SOURCES:
             continue
         digest.update(str(rel).encode())
         digest.update(path.read_bytes())
