@@ -46,7 +46,7 @@ def ladder(n: int) -> dict[str, float]:
     from numba import njit, prange
 
     import lograd_fast as lf
-    from lograd_fast import _kernels
+    from lograd_fast._engine import cpu as _kernels
     from lograd_fast._engine.dispatch import sample1
     from lograd_fast._engine.rng import make_stream, philox_block, std_normal, u01_f64
 
@@ -129,7 +129,7 @@ def ladder(n: int) -> dict[str, float]:
 
 def asm_report() -> list[str]:
     import lograd_fast as lf
-    from lograd_fast import _kernels
+    from lograd_fast._engine import cpu as _kernels
 
     lines = []
     dists = {"Normal": lf.Normal(np.zeros(8), np.zeros(8)),

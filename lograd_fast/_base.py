@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _kernels
+from ._engine import cpu as _kernels
 
 BACKENDS = ("cpu", "cuda", "numpy")
 _MAX_SEED = 2**64 - 1

@@ -31,10 +31,10 @@ import numpy as np
 from numba import njit
 
 from ._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
+from ._engine.cpu import _jit, run_strided
 from ._engine.jit import jitable
 from ._engine.rng import make_stream, std_exponential, std_normal
 from ._estimator_kernels import _lane_bounds
-from ._kernels import _jit, run_strided
 
 INV_SQRT_2PI = 0.3989422804014327
 

@@ -68,8 +68,8 @@ import numba
 import numpy as np
 
 from . import _estimator_kernels as _ek
-from . import _kernels
 from ._base import Distribution, check_n, check_seed
+from ._engine import cpu as _kernels
 from ._engine.dispatch import supports
 
 __all__ = ["Estimate", "EMA", "score_function", "antithetic", "pathwise", "measure_valued",

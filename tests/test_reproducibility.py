@@ -55,7 +55,7 @@ def test_streaming_estimate_independent_of_threads():
 
 CACHE_PROBE = textwrap.dedent("""
     import json, numpy as np, lograd_fast as lf
-    from lograd_fast import _kernels
+    from lograd_fast._engine import cpu as _kernels
     d = lf.Normal(np.zeros(3), np.zeros(3))
     lp = d.log_prob(np.ones((2, 3)))
     stats = _kernels._log_prob_range.stats

@@ -90,7 +90,7 @@ def run_cell(task: dict, threads: int | None = None) -> dict:
 
     ``threads``: Numba threads to use (default: ``$LOGRAD_FAST_SWEEP_THREADS``, set on
     Dask workers, else the current setting)."""
-    from .. import _kernels
+    from .._engine import cpu as _kernels
     from .functions import resolve
     from .methods import ESTIMATORS, baseline_value
 

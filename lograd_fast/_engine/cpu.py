@@ -23,9 +23,9 @@ import numba
 import numpy as np
 from numba import njit
 
-from ._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
-from ._engine.dispatch import entropy1, kl1, log_prob1, sample1, sample_score1, score1
-from ._engine.rng import _MASK32, _SHIFT32, philox4x32, stream_with_block0
+from . import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
+from .dispatch import entropy1, kl1, log_prob1, sample1, sample_score1, score1
+from .rng import _MASK32, _SHIFT32, philox4x32, stream_with_block0
 
 CHUNK = 4096  # atoms per block-0 prepass (and the unit of the split between threads)
 MIN_CHUNKS = 4  # chunks per thread, at least: smaller calls run in the calling thread
