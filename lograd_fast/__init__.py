@@ -8,7 +8,7 @@ gradient estimates with variance reduction.
 """
 
 from ._base import BACKENDS, Distribution
-from ._base_errors import CudaUnavailableError
+from .errors import CudaUnavailableError
 from .estimators import (
     EMA,
     Estimate,
