@@ -71,7 +71,7 @@ class Family:
 # ----------------------------------------------------------------------------- helpers
 def cuda_backend():
     """The CUDA driver module, or :class:`CudaUnavailableError` saying how to get one."""
-    from ._cuda_status import require
+    from ._engine.cuda_status import require
 
     require()
     from . import _cuda

@@ -245,7 +245,7 @@ def test_cuda_unavailable_says_how_to_get_it():
     """Without a GPU (and without the simulator) backend='cuda' is a clear error."""
     code = textwrap.dedent("""
         import lograd_fast as lf
-        from lograd_fast._cuda_status import status
+        from lograd_fast._engine.cuda_status import status
         if status()[0] == "cuda":
             print("REAL-GPU")
         else:

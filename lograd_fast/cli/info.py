@@ -18,8 +18,8 @@ def collect() -> dict:
     import numpy as np
 
     import lograd_fast as lf
-    from lograd_fast import _cuda_status
     from lograd_fast._engine import cache as _cache
+    from lograd_fast._engine import cuda_status as _cuda_status
 
     target, detail = _cuda_status.status()
     targets = ["cpu", "numpy"]

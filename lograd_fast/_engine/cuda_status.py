@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import CudaUnavailableError
+from ..errors import CudaUnavailableError
 
 HOW = ("install the CUDA extra (pip install 'lograd_fast[cuda]') on a machine with an "
        "NVIDIA GPU and driver, or set NUMBA_ENABLE_CUDASIM=1 before importing numba to "
