@@ -74,7 +74,7 @@ def cuda_backend():
     from ._engine.cuda_status import require
 
     require()
-    from . import _cuda
+    from ._engine import cuda as _cuda
 
     return _cuda
 

@@ -34,7 +34,7 @@ def cuda_module():
     original = dispatcher.get_current_device
     # device functions ask for the current device while compiling: no GPU here
     dispatcher.get_current_device = lambda: _Device()
-    from lograd_fast import _cuda
+    from lograd_fast._engine import cuda as _cuda
 
     yield cuda, _cuda
     dispatcher.get_current_device = original

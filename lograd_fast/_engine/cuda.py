@@ -17,9 +17,9 @@ import numpy as np
 from numba import config as _config  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from ._engine.cuda_status import require, status  # noqa: F401
-from ._engine.dispatch import log_prob1, sample1, sample_score1, score1  # noqa: E402
-from ._engine.rng import make_stream  # noqa: E402
+from .cuda_status import require, status  # noqa: F401
+from .dispatch import log_prob1, sample1, sample_score1, score1  # noqa: E402
+from .rng import make_stream  # noqa: E402
 
 THREADS = 128 if _config.ENABLE_CUDASIM else 256
 MAX_BLOCKS = 4 if _config.ENABLE_CUDASIM else 65536
