@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from lograd_fast import numpy_backend as npb
+from lograd_fast._engine import numpy as npb
 from lograd_fast._engine import rng as _rng
 from lograd_fast.families.beta import Beta
 from lograd_fast.families.dirichlet import Dirichlet

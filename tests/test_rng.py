@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lograd_fast import numpy_backend as npb
+from lograd_fast._engine import numpy as npb
 from lograd_fast._engine import rng as _rng
 
 U = np.uint64

@@ -29,9 +29,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .. import numpy_backend as npb
 from .._base import Distribution, Family, as_array, check_finite
 from .._engine import cpu as _kernels
+from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64

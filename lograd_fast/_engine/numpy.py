@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._engine import rng as _rng
+from . import rng as _rng
 
 _U = np.uint64
 
