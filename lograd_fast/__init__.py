@@ -7,7 +7,7 @@ threads (Numba), CUDA GPUs (numba-cuda) or pure numpy; estimators turn them into
 gradient estimates with variance reduction.
 """
 
-from ._base import BACKENDS, Distribution
+from .distribution import BACKENDS, Distribution
 from .errors import CudaUnavailableError
 from .estimators import (
     EMA,

@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from ._base import Distribution, as_array
 from ._engine import cpu as _kernels  # noqa: F401  (installs the package-hash kernel cache locator)
+from .distribution import Distribution, as_array
 from .estimators import DEFAULT_FOLDS, EMA, Estimate, _check_baseline
 
 __all__ = ["returns", "advantages", "policy_gradient"]

@@ -39,11 +39,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64
+from ..distribution import Distribution, Family
 
 
 class BernoulliParams(NamedTuple):

@@ -44,12 +44,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log
+from ..distribution import Distribution, Family
 from .dirichlet import log_multivariate_beta
 from .gamma import checked_exp
 

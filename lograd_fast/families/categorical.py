@@ -29,12 +29,12 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .._base import Distribution, Family, as_array, check_finite
 from .._engine import cpu as _kernels
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64
+from ..distribution import Distribution, Family, as_array, check_finite
 
 
 class CategoricalParams(NamedTuple):

@@ -43,12 +43,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import std_gamma_log
+from ..distribution import Distribution, Family
 from .gamma import HALF_LOG_2PI, checked_exp, lgamma_correction
 
 

@@ -38,12 +38,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import philox_block, u01_f32, u01_f64
+from ..distribution import Distribution, Family
 from .normal import prepare_scale
 
 LOG_2 = 0.6931471805599453

@@ -38,11 +38,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family, as_float_param, common_dtype
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64
+from ..distribution import Distribution, Family, as_float_param, common_dtype
 from . import categorical as _cat
 
 _cat_search = _cat._search

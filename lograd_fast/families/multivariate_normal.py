@@ -66,12 +66,12 @@ from numba.core import cgutils
 from numba.extending import lower_builtin, type_callable
 from numba.np.arrayobj import populate_array
 
-from .._base import Distribution, Family, as_float_param
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
+from ..distribution import Distribution, Family, as_float_param
 
 HALF_LOG_2PI = 0.9189385332046727
 MAX_DIM = 64

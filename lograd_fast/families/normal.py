@@ -22,12 +22,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
+from ..distribution import Distribution, Family
 
 HALF_LOG_2PI = 0.9189385332046727
 

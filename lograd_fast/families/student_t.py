@@ -45,12 +45,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log, std_normal
+from ..distribution import Distribution, Family
 from .gamma import checked_exp, lgamma_correction
 
 LOG_2 = 0.6931471805599453

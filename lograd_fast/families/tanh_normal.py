@@ -67,12 +67,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._base import Distribution, Family
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import std_normal
+from ..distribution import Distribution, Family
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
 from .normal import _log_prob_z, prepare_scale
