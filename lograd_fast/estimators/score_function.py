@@ -67,10 +67,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import _estimator_kernels as _ek
-from ._engine import cpu as _kernels
-from ._engine.dispatch import supports
-from .distribution import Distribution, check_n, check_seed
+from .. import _estimator_kernels as _ek
+from .._engine import cpu as _kernels
+from .._engine.dispatch import supports
+from ..distribution import Distribution, check_n, check_seed
 
 __all__ = ["Estimate", "EMA", "score_function", "antithetic", "pathwise", "measure_valued",
            "rloo", "batched_score_function", "estimate", "BASELINES", "ESTIMATORS"]
@@ -772,8 +772,8 @@ def measure_valued(dist: Distribution, f: Any, n: int, seed: int = 0, *,
     calls of ``f`` per draw.  ``f`` as in :func:`score_function` (a 1-D array of the
     draw).  ``var`` is the variance of the per-draw terms.  ``backend="cpu"`` only.
     """
-    from . import _mvd
-    from .families.normal import Normal
+    from .. import _mvd
+    from ..families.normal import Normal
 
     _check_dist(dist)
     if not isinstance(dist, Normal):
