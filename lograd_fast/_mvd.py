@@ -34,7 +34,7 @@ from ._engine import cache as _cache  # noqa: F401  (installs the package-hash c
 from ._engine.cpu import _jit, run_strided
 from ._engine.jit import jitable
 from ._engine.rng import make_stream, std_exponential, std_normal
-from ._estimator_kernels import _lane_bounds
+from .estimators.streaming import _lane_bounds
 
 INV_SQRT_2PI = 0.3989422804014327
 

@@ -67,10 +67,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from .. import _estimator_kernels as _ek
 from .._engine import cpu as _kernels
 from .._engine.dispatch import supports
 from ..distribution import Distribution, check_n, check_seed
+from . import streaming as _ek
 
 __all__ = ["Estimate", "EMA", "score_function", "antithetic", "pathwise", "measure_valued",
            "rloo", "batched_score_function", "estimate", "BASELINES", "ESTIMATORS"]

@@ -35,10 +35,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
-from ._engine.cpu import _jit, _jit_free, run_strided
-from ._engine.dispatch import reflect1, reparam1, sample_score1, score1
-from ._engine.rng import make_stream
+from .._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
+from .._engine.cpu import _jit, _jit_free, run_strided
+from .._engine.dispatch import reflect1, reparam1, sample_score1, score1
+from .._engine.rng import make_stream
 
 SCORE_MOMENTS = 5
 PAIR_MOMENTS = 9
