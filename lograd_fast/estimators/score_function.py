@@ -772,8 +772,8 @@ def measure_valued(dist: Distribution, f: Any, n: int, seed: int = 0, *,
     calls of ``f`` per draw.  ``f`` as in :func:`score_function` (a 1-D array of the
     draw).  ``var`` is the variance of the per-draw terms.  ``backend="cpu"`` only.
     """
-    from .. import _mvd
     from ..families.normal import Normal
+    from . import measure_valued as _mvd
 
     _check_dist(dist)
     if not isinstance(dist, Normal):

@@ -30,11 +30,11 @@ import math
 import numpy as np
 from numba import njit
 
-from ._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
-from ._engine.cpu import _jit, run_strided
-from ._engine.jit import jitable
-from ._engine.rng import make_stream, std_exponential, std_normal
-from .estimators.streaming import _lane_bounds
+from .._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
+from .._engine.cpu import _jit, run_strided
+from .._engine.jit import jitable
+from .._engine.rng import make_stream, std_exponential, std_normal
+from .streaming import _lane_bounds
 
 INV_SQRT_2PI = 0.3989422804014327
 
