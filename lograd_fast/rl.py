@@ -47,7 +47,8 @@ from numba import njit
 
 from ._engine import cpu as _kernels  # noqa: F401  (installs the package-hash kernel cache locator)
 from .distribution import Distribution, as_array
-from .estimators.score_function import DEFAULT_FOLDS, EMA, Estimate, _check_baseline
+from .estimators import DEFAULT_FOLDS, EMA, Estimate
+from .estimators.baselines import _check_baseline
 
 __all__ = ["returns", "advantages", "policy_gradient"]
 

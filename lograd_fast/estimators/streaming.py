@@ -33,10 +33,10 @@ parameter coordinate ``j`` (``g``: the draw's score summed onto the coordinates,
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
-from .._engine.cpu import _jit, _jit_free, run_strided
+from .._engine.cpu import _jit_free, run_strided
 from .._engine.dispatch import reflect1, reparam1, sample_score1, score1
 from .._engine.rng import make_stream
 
@@ -285,118 +285,3 @@ def path_stream(p, key, B, f, df, bufs, shift, acc, racc, n_draws):
     args = (p, key, B, f, df, bufs.x_atoms, bufs.x_rows, bufs.s, bufs.s_flat, bufs.field_off,
             bufs.coord, bufs.tails, bufs.weight, bufs.g, shift, acc, racc)
     run_strided(_path_lanes, args + (n_draws,), acc.shape[0])
-
-
-# --------------------------------------------------------------------------- batched RLOO
-@njit(**_jit)
-def _batched_one(r, s, t_out, grad, var, mode, const, K, adv, beta):
-    """One replicate: rewards ``r`` (N,), scores ``s`` (N, D) -> grad, var (D,).
-
-    ``mode``: 0 constant baseline ``const``, 1 batch mean, 2 leave-one-out mean,
-    3 per-coordinate optimal baseline cross-fitted over ``K`` folds (draw i in fold
-    i mod K).  ``adv`` (N,) and ``beta`` (2, K + 1, D) are scratch.  Terms go to
-    ``t_out`` (N, D) unless it is empty.  Two passes over the replicate (it stays in
-    cache): the mean, then the centred sum of squares; the loops over ``D`` are
-    branch-free so that they vectorise.
-    """
-    N = r.shape[0]
-    D = s.shape[1]
-    total = 0.0
-    for i in range(N):
-        total += r[i]
-    for i in range(N):
-        if mode == 0:
-            adv[i] = r[i] - const
-        elif mode == 1:
-            adv[i] = r[i] - total / N
-        elif mode == 2:
-            adv[i] = r[i] - (total - r[i]) / (N - 1)
-        else:
-            adv[i] = r[i]
-    b = beta[0]
-    if mode == 3:
-        num = beta[0]
-        den = beta[1]
-        num[:, :] = 0.0
-        den[:, :] = 0.0
-        k = 0
-        for i in range(N):
-            ri = r[i]
-            for j in range(D):
-                s2 = np.float64(s[i, j]) * np.float64(s[i, j])
-                num[k, j] += ri * s2
-                den[k, j] += s2
-            k += 1
-            if k == K:
-                k = 0
-        for k in range(K):
-            for j in range(D):
-                num[K, j] += num[k, j]
-                den[K, j] += den[k, j]
-        for k in range(K):  # the baseline of fold k from the other folds' sums
-            for j in range(D):
-                dd = den[K, j] - den[k, j]
-                num[k, j] = (num[K, j] - num[k, j]) / dd if dd > 0.0 else 0.0
-    else:
-        b[:, :] = 0.0  # one fold, baseline already in adv
-        K = 1
-    for j in range(D):
-        grad[j] = 0.0
-        var[j] = 0.0
-    k = 0
-    for i in range(N):
-        a = adv[i]
-        bk = b[k]
-        for j in range(D):
-            grad[j] += (a - bk[j]) * np.float64(s[i, j])
-        k += 1
-        if k == K:
-            k = 0
-    for j in range(D):
-        grad[j] /= N
-    k = 0
-    for i in range(N):
-        a = adv[i]
-        bk = b[k]
-        for j in range(D):
-            dev = (a - bk[j]) * np.float64(s[i, j]) - grad[j]
-            var[j] += dev * dev
-        k += 1
-        if k == K:
-            k = 0
-    for j in range(D):
-        var[j] /= N - 1
-    if t_out.shape[0] == N:
-        k = 0
-        for i in range(N):
-            a = adv[i]
-            bk = b[k]
-            for j in range(D):
-                t_out[i, j] = (a - bk[j]) * np.float64(s[i, j])
-            k += 1
-            if k == K:
-                k = 0
-
-
-@njit(parallel=True, **_jit)
-def batched_par(r, s, t_out, grad, var, mode, const, K):
-    """Rewards ``r`` (R, N), scores ``s`` (R, N, D) -> ``grad``, ``var`` (R, D);
-    terms into ``t_out`` (R, N, D) unless it has shape (R, 0, 0).  See
-    :func:`_batched_one` for ``mode``; replicates run in parallel."""
-    R = r.shape[0]
-    N = r.shape[1]
-    D = s.shape[2]
-    for q in prange(R):
-        _batched_one(r[q], s[q], t_out[q], grad[q], var[q], mode, const, K, np.empty(N),
-                     np.empty((2, K + 1, D)))
-
-
-@njit(**_jit)
-def batched_serial(r, s, t_out, grad, var, mode, const, K):
-    """:func:`batched_par` on one thread (small inputs: no thread-pool wake-up)."""
-    N = r.shape[1]
-    D = s.shape[2]
-    adv = np.empty(N)
-    beta = np.empty((2, K + 1, D))
-    for q in range(r.shape[0]):
-        _batched_one(r[q], s[q], t_out[q], grad[q], var[q], mode, const, K, adv, beta)
