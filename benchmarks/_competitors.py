@@ -1,11 +1,11 @@
 """The same jobs written without lograd_fast, per family and operation.
 
-The formulas live in ``lograd_fast/cli/bench.py`` (the headline table uses them
+The formulas live in ``lograd_fast/bench/competitors.py`` (the headline table uses them
 too); this module only binds them to a benchmark's inputs.  Families without
 hand-written competitors are compared with the numpy baseline alone.
 
 Imported lazily: asv imports every module of this directory while discovering
-benchmarks, also against older commits that have no ``lograd_fast.cli.bench``.
+benchmarks, also against older commits that have no ``lograd_fast.bench``.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ WRITTEN_FOR = ("Normal", "Categorical")  # families with idiomatic numpy/torch/J
 
 
 def _headline():
-    from lograd_fast.cli import bench
+    from lograd_fast.bench import competitors
 
-    return bench
+    return competitors
 
 
 def torch_module():
-    return _headline()._import_torch(numba.get_num_threads())
+    return _headline().import_torch(numba.get_num_threads())
 
 
 def jax_module():
-    return _headline()._import_jax()
+    return _headline().import_jax()
 
 
 def _logits(params: dict, kwargs: dict) -> np.ndarray:
