@@ -7,7 +7,7 @@
    real driver at a time: Philox + uniform in a flat ``prange``; the ziggurat normal
    with a constant and with a runtime key; chunked ``prange`` + serial range function;
    the same through the family record and the ``sample1`` entry point (what
-   ``_kernels._sample_par`` does); and the public calls.
+   ``cpu._sample_par`` does); and the public calls.
 2. The generated machine code of each driver (``inspect_asm``): calls left in it
    (``NRT_incref``/``NRT_decref`` are atomic reference-count updates), 64-bit scalar
    multiplies (Philox rounds) and AVX2 ``vpmuludq`` (vectorised Philox).
@@ -46,7 +46,7 @@ def ladder(n: int) -> dict[str, float]:
     from numba import njit, prange
 
     import lograd_fast as lf
-    from lograd_fast._engine import cpu as _kernels
+    from lograd_fast._engine import cpu
     from lograd_fast._engine.dispatch import sample1
     from lograd_fast._engine.rng import make_stream, philox_block, std_normal, u01_f64
 
@@ -112,7 +112,7 @@ def ladder(n: int) -> dict[str, float]:
         "ziggurat normal, flat prange, runtime key": lambda: normal_runtime_key(key, x),
         "  + chunked prange and a serial range function": lambda: normal_chunks(key, x),
         "  + family record and sample1 entry point": lambda: record_chunks(p, key, x, D),
-        "_kernels._sample_par (the driver)": lambda: _kernels._sample_par(p, key, x, D, n),
+        "cpu._sample_par (the driver)": lambda: cpu._sample_par(p, key, x, D, n),
         "Normal.sample(out=)": lambda: d.sample(n // D, out=xo),
         "Normal.sample_and_score(out=)": lambda: d.sample_and_score(n // D, out=(xo, lp, s)),
         "Normal.log_prob(out=)": lambda: d.log_prob(xo, out=lp),
@@ -129,18 +129,18 @@ def ladder(n: int) -> dict[str, float]:
 
 def asm_report() -> list[str]:
     import lograd_fast as lf
-    from lograd_fast._engine import cpu as _kernels
+    from lograd_fast._engine import cpu
 
     lines = []
     dists = {"Normal": lf.Normal(np.zeros(8), np.zeros(8)),
              "Categorical": lf.Categorical(np.zeros((8, 16)))}
     for fam, d in dists.items():
-        x = d.sample(2 * _kernels.CHUNK)
-        d.sample_and_score(2 * _kernels.CHUNK)
+        x = d.sample(2 * cpu.CHUNK)
+        d.sample_and_score(2 * cpu.CHUNK)
         d.log_prob(x)
         d.score(x)
         for name in ("_sample_range", "_sample_score_range", "_log_prob_range", "_score_range"):
-            disp = getattr(_kernels, name)
+            disp = getattr(cpu, name)
             sigs = [sig for sig in disp.signatures if fam in str(sig[0])]
             if not sigs:
                 continue

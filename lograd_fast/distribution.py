@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._engine import cpu as _kernels
+from ._engine import cpu
 
 BACKENDS = ("cpu", "cuda", "numpy")
 _MAX_SEED = 2**64 - 1
@@ -408,7 +408,7 @@ class Distribution:
         return self._device_record if self.backend == "cuda" else self._record
 
     def _driver(self):
-        return cuda_backend() if self.backend == "cuda" else _kernels
+        return cuda_backend() if self.backend == "cuda" else cpu
 
     # -- validation of samples passed in --------------------------------------------
     def _check_x(self, x: Any) -> tuple[Any, int | None]:
@@ -559,7 +559,7 @@ class Distribution:
             ent = self.family.numpy_ops.entropy(self._record)
             out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
-            _kernels.entropy(self._record, out.reshape(-1), self._E)
+            cpu.entropy(self._record, out.reshape(-1), self._E)
         return out.astype(self.dtype)
 
     def kl(self, other: Distribution) -> np.ndarray:
@@ -582,5 +582,5 @@ class Distribution:
             kl = self.family.numpy_ops.kl(p, q)
             out[...] = kl.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
-            _kernels.kl(p, q, out.reshape(-1), self._E)
+            cpu.kl(p, q, out.reshape(-1), self._E)
         return out.astype(self.dtype)

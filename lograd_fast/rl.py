@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from ._engine import cpu as _kernels  # noqa: F401  (installs the package-hash kernel cache locator)
+from ._engine import cpu  # noqa: F401  (installs the package-hash kernel cache locator)
 from .distribution import Distribution, as_array
 from .estimators import DEFAULT_FOLDS, EMA, Estimate
 from .estimators.baselines import _check_baseline

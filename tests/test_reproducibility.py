@@ -28,8 +28,8 @@ def test_one_and_two_threads_agree_bitwise(tmp_path):
     _run([str(script), str(tmp_path / "t2.npz"), "cpu", "2"], {"NUMBA_NUM_THREADS": "2"})
     one, two = np.load(tmp_path / "t1.npz"), np.load(tmp_path / "t2.npz")
     # the sizes the script draws do reach the two-thread split
-    parts = _run(["-c", "from lograd_fast import _kernels as k; "
-                  "print(k._n_parts(-(-(2 * k.MIN_CHUNKS + 1) * k.CHUNK // k.CHUNK)))"],
+    parts = _run(["-c", "from lograd_fast._engine import threads as k; "
+                  "print(k.n_parts(-(-(2 * k.MIN_CHUNKS + 1) * k.CHUNK // k.CHUNK)))"],
                  {"NUMBA_NUM_THREADS": "2"})
     assert parts.strip() == "2"
     assert set(one.files) == set(two.files) and len(one.files) > 0
@@ -55,10 +55,10 @@ def test_streaming_estimate_independent_of_threads():
 
 CACHE_PROBE = textwrap.dedent("""
     import json, numpy as np, lograd_fast as lf
-    from lograd_fast._engine import cpu as _kernels
+    from lograd_fast._engine import cpu
     d = lf.Normal(np.zeros(3), np.zeros(3))
     lp = d.log_prob(np.ones((2, 3)))
-    stats = _kernels._log_prob_range.stats
+    stats = cpu._log_prob_range.stats
     print(json.dumps({"lp": float(lp[0, 0]), "hits": sum(stats.cache_hits.values()),
                       "misses": sum(stats.cache_misses.values())}))
 """)

@@ -3,8 +3,8 @@
 Each driver is a module-level ``@njit(cache=True)`` function whose first argument
 is the family's parameter record; Numba specialises it per (family, dtype) the
 first time it sees that record type and stores the machine code on disk (see
-``_cache.py``), so a second process loads it instead of compiling.  The family's
-maths comes in through the entry points of ``_dispatch.py``.
+``_engine/cache.py``), so a second process loads it instead of compiling.  The family's
+maths comes in through the entry points of ``_engine/dispatch.py``.
 
 Work is cut into one contiguous part per thread (a call of one ``CHUNK`` of atoms
 or less runs in the calling thread); inside a part the samplers compute Philox
@@ -15,20 +15,13 @@ atoms, summed in a fixed order), so the split never changes a result.
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-import numba
 import numpy as np
 from numba import njit
 
 from . import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
 from .dispatch import entropy1, kl1, log_prob1, sample1, sample_score1, score1
 from .rng import _MASK32, _SHIFT32, philox4x32, stream_with_block0
-
-CHUNK = 4096  # atoms per block-0 prepass (and the unit of the split between threads)
-MIN_CHUNKS = 4  # chunks per thread, at least: smaller calls run in the calling thread
+from .threads import CHUNK, n_parts, per_items, run_split
 
 _jit = dict(cache=True, nogil=True, error_model="numpy")
 # The per-atom loops run without Numba's reference counting: the family maths is
@@ -151,111 +144,32 @@ def _kl_range(p, q, out, E, lo, hi):
         out[g] = acc
 
 
-# --------------------------------------------------------------------------- launchers
-# Parallelism: every range function is compiled ``nogil=True``, and a call of more
-# than one chunk is cut into one contiguous part per thread (``numba.get_num_threads()``),
-# run by a small pool of Python threads while the calling thread runs the first part.
-# Why not ``parallel=True``/``prange``: a parfor wrapper is a second compiled function
-# per (family, op, dtype) — measured 1.3-2 s CPU of compile each, more than half of all
-# compile time on a cold cache — whereas these threads reuse the one serial range
-# function.  Waiting threads block instead of spinning (OpenMP's pool spins), which
-# matters when RL environments share the cores.  Parts are fixed by atom index and
-# every atom has its own Philox counter, so results do not depend on the split.
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _forget_pool() -> None:
-    """In a forked child the pool's threads do not exist: start a new pool there
-    (RL code forks environment workers after lograd_fast has run)."""
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
-                                           thread_name_prefix="lograd_fast")
-    return _POOL
-
-
-def _n_parts(n_chunks: int) -> int:
-    # waking a pool thread costs ~50-100 us here (measured: 8192 Normal atoms took
-    # 176 us on 2 threads against 128 us on one), so each part gets >= MIN_CHUNKS chunks
-    if n_chunks < 2 * MIN_CHUNKS:  # the common small call: skip get_num_threads (2 us)
-        return 1
-    return max(1, min(numba.get_num_threads(), n_chunks // MIN_CHUNKS))
-
-
-def _on_threads(calls: list) -> list:
-    """Run ``fn(*args)`` for each ``(fn, args)`` of ``calls``: the first in the calling
-    thread, the others on the pool; returns the results in order, re-raises the first
-    error."""
-    futures = [_pool().submit(fn, *args) for fn, args in calls[1:]]
-    try:
-        first = calls[0][0](*calls[0][1])
-    finally:
-        rest = [f.result() for f in futures]
-    return [first] + rest
-
-
-def _run(fn, args: tuple, n_items: int, per: int, words: np.ndarray | None = None) -> list:
-    """``fn(*args, lo, hi[, words[t]])`` over ``[0, n_items)``, split across threads;
-    the results of the parts, in order."""
-    n_chunks = -(-n_items // per)
-    n_parts = _n_parts(n_chunks)
-    if n_parts == 1:  # no pool, no lists (small RL calls, one thread)
-        return [fn(*args, 0, n_items) if words is None else fn(*args, 0, n_items, words[0])]
-    bounds = [min(n_items, n_chunks * t // n_parts * per) for t in range(n_parts)]
-    bounds.append(n_items)
-    return _on_threads([(fn, args + (bounds[t], bounds[t + 1])
-                         + (() if words is None else (words[t],))) for t in range(n_parts)])
-
-
-def run_strided(fn, args: tuple, n_units: int) -> None:
-    """``fn(*args, t, T)`` for ``t < T = min(threads, n_units)``: thread ``t`` takes the
-    units ``t, t + T, ...`` (the streaming estimators' lanes, whose results are
-    combined in unit order afterwards, so ``T`` never changes them)."""
-    T = max(1, min(numba.get_num_threads(), n_units))
-    _on_threads([(fn, args + (t, T)) for t in range(T)])
-
-
-def _per(E: int) -> int:
-    return max(1, CHUNK // max(E, 1))
-
-
 def _words(n_atoms: int, n_chunks: int) -> np.ndarray:
     """Block-0 scratch, one (4, <=CHUNK) slab per part."""
-    return np.empty((_n_parts(n_chunks), 4, max(1, min(CHUNK, n_atoms))), np.uint64)
+    return np.empty((n_parts(n_chunks), 4, max(1, min(CHUNK, n_atoms))), np.uint64)
 
 
 def sample(p, key, x, B):
     n = x.shape[0]
-    _run(_sample_range, (p, key, x, B), n, CHUNK, _words(n, -(-n // CHUNK)))
+    run_split(_sample_range, (p, key, x, B), n, CHUNK, _words(n, -(-n // CHUNK)))
 
 
 def log_prob(p, x, out, B, E):
-    _run(_log_prob_range, (p, x, out, B, E), out.shape[0], _per(E))
+    run_split(_log_prob_range, (p, x, out, B, E), out.shape[0], per_items(E))
 
 
 def score(p, x, s, B):
-    _run(_score_range, (p, x, s, B), x.shape[0], CHUNK)
+    run_split(_score_range, (p, x, s, B), x.shape[0], CHUNK)
 
 
 def sample_score(p, key, x, s, out, B, E):
-    n, per = out.shape[0], _per(E)
-    _run(_sample_score_range, (p, key, x, s, out, B, E), n, per, _words(n * E, -(-n // per)))
+    n, per = out.shape[0], per_items(E)
+    run_split(_sample_score_range, (p, key, x, s, out, B, E), n, per, _words(n * E, -(-n // per)))
 
 
 def entropy(p, out, E):
-    _run(_entropy_range, (p, out, E), out.shape[0], _per(E))
+    run_split(_entropy_range, (p, out, E), out.shape[0], per_items(E))
 
 
 def kl(p, q, out, E):
-    _run(_kl_range, (p, q, out, E), out.shape[0], _per(E))
+    run_split(_kl_range, (p, q, out, E), out.shape[0], per_items(E))

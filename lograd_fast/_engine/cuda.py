@@ -1,4 +1,4 @@
-"""The generic CUDA drivers (numba-cuda): the same entry points as ``_kernels.py``.
+"""The generic CUDA drivers (numba-cuda): the same entry points as ``cpu.py``.
 
 Imported only when ``backend="cuda"`` is used.  Each kernel is a grid-stride loop
 over atoms calling the family's scalar maths (compiled as device functions), with

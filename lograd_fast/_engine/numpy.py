@@ -6,7 +6,7 @@ samples agree bitwise (transcendental results within a few ulp).
 
 What lives here is only what vectorising needs beyond the shared maths:
 
-* the Philox rounds of ``_rng.py`` are elementwise integer ops, so the very same
+* the Philox rounds of ``_engine/rng.py`` are elementwise integer ops, so the very same
   function runs here on uint64 arrays;
 * the rejection samplers (ziggurat normal) get a vectorised form that iterates
   over the shrinking set of rejected atoms;

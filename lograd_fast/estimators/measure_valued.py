@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from .._engine.cpu import _jit, run_strided
+from .._engine.cpu import _jit
 from .._engine.jit import jitable
 from .._engine.rng import make_stream, std_exponential, std_normal
+from .._engine.threads import run_strided
 from ..distribution import Distribution, check_seed
 from . import streaming as _ek
 from ._common import (
@@ -137,7 +138,7 @@ def measure_valued(dist: Distribution, f: Any, n: int, seed: int = 0, *,
     * ``d/dloc_b``: ``(f(x | x_b = mu + sigma W) - f(x | x_b = mu - sigma W)) / (sigma
       sqrt(2 pi))`` with ``W`` Weibull(2, 1/2) (Rayleigh), the same ``W`` on both sides;
     * ``d/dlog_scale_b``: ``f(x | x_b = mu + sigma D) - f(x)`` with ``D`` a double-sided
-      Maxwell draw coupled to the atom's own normal (see ``_mvd.py``), i.e. the
+      Maxwell draw coupled to the atom's own normal (see ``measure_valued.py``), i.e. the
       ``sigma``-derivative ``(1/sigma)(E f(M) - E f(N))`` times ``sigma`` (chain rule).
 
     Mohamed, Rosca, Figurnov & Mnih (2020), JMLR 21(132), sections 6 and 8, Table 1.

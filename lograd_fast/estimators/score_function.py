@@ -18,7 +18,7 @@ Estimators
 
 The streaming estimators fuse sampling, scores and ``f`` in one parallel kernel:
 no ``(n, D)`` array exists, memory is O(lanes x parameters) whatever ``n``, and
-the result is bitwise the same for any thread count (see ``_estimator_kernels``).
+the result is bitwise the same for any thread count (see ``streaming.py``).
 """
 
 from __future__ import annotations

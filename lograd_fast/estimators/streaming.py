@@ -1,8 +1,8 @@
-"""Streaming CPU kernels of the estimators (see ``estimators.py``).
+"""Streaming CPU kernels of the estimators (see ``lograd_fast/estimators/``).
 
-Same pattern as ``_kernels.py``: module-level ``@njit(cache=True)`` functions,
-family maths through the entry points of ``_dispatch.py``; the user's functions
-arrive as C function pointers of a fixed signature (``estimators._as_cfunc``), so
+Same pattern as ``cpu.py``: module-level ``@njit(cache=True)`` functions,
+family maths through the entry points of ``_engine/dispatch.py``; the user's functions
+arrive as C function pointers of a fixed signature (``_common._as_cfunc``), so
 each kernel is compiled once per (family, dtype) and then loaded from the cache.
 
 Lanes
@@ -11,7 +11,7 @@ The ``n`` draws are split into ``W`` *lanes* of consecutive draws (``W`` a funct
 of the problem size only, never of the thread count).  Lane ``w`` owns its
 buffers (one draw's samples and scores) and its moment accumulators
 ``acc[w, fold, moment, coord]`` and walks its draws in order; threads take the
-lanes in turn (``_kernels.run_strided``) and the caller sums the lanes in lane order.  So the
+lanes in turn (``_engine/threads.run_strided``) and the caller sums the lanes in lane order.  So the
 result is bitwise the same for any ``NUMBA_NUM_THREADS``, and the memory is
 ``O(W x (atoms per draw + folds x moments x parameters))``, whatever ``n``.
 
@@ -36,9 +36,10 @@ import numpy as np
 from numba import njit
 
 from .._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
-from .._engine.cpu import _jit_free, run_strided
+from .._engine.cpu import _jit_free
 from .._engine.dispatch import reflect1, reparam1, sample_score1, score1
 from .._engine.rng import make_stream
+from .._engine.threads import run_strided
 
 SCORE_MOMENTS = 5
 PAIR_MOMENTS = 9

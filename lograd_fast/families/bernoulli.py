@@ -84,7 +84,7 @@ def _score(p, b, k):
 
 
 class scalar:
-    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

@@ -117,7 +117,7 @@ def _draw(p, b, st, x, i):
 
 
 class scalar:
-    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .._engine import cpu as _kernels
 from .._engine import numpy as npb
+from .._engine import threads
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import philox_block, u01_f64
@@ -177,7 +177,7 @@ def _prepare_rows(logits, mask, log_norm, log_probs, probs, cdf, lo, hi):
     none; that row's ``log_norm`` is NaN.  Checking here saves the separate passes of
     ``isfinite`` over the logits and ``isnan`` over the result (microseconds that
     matter in an RL step).  Compiled and split over threads like the drivers
-    (``_kernels._run``): it is on the path of every construction, once per step in RL
+    (``_engine/threads.run_split``): it is on the path of every construction, once per step in RL
     code and over millions of rows in batch use; the numpy backend uses the same
     derived arrays, so every backend sees identical inputs.
     """
@@ -228,9 +228,9 @@ def _prepare(flat: dict) -> dict:
     B, K = logits.shape
     out = {"log_norm": np.empty(B), "log_probs": np.empty((B, K)), "probs": np.empty((B, K)),
            "cdf": np.empty((B, K))}
-    bad = [r for r in _kernels._run(_prepare_rows, (logits, mask, out["log_norm"],
+    bad = [r for r in threads.run_split(_prepare_rows, (logits, mask, out["log_norm"],
                                                     out["log_probs"], out["probs"], out["cdf"]),
-                                    B, _kernels._per(K)) if r >= 0]
+                                    B, threads.per_items(K)) if r >= 0]
     if bad:
         check_finite(logits, "logits", allow_neg_inf=True)  # raises for NaN / +inf
         raise ValueError(f"mask/logits allow no class in batch row {bad[0]} (flat index): "

@@ -129,7 +129,7 @@ def _log_sum_gammas(p, b, st, x, i):
 
 
 class scalar:
-    """Per-row entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-row entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

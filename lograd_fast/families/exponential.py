@@ -62,7 +62,7 @@ def _kl(log_rate_p, log_rate_q):
 
 # --------------------------------------------------------------------------- scalar maths
 class scalar:
-    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

@@ -68,7 +68,7 @@ def _log_prob_y(y, z, log_scale):
 
 # --------------------------------------------------------------------------- scalar maths
 class scalar:
-    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

@@ -197,7 +197,7 @@ def _affine_in_place(p, b, x, i):
 
 
 class scalar:
-    """Per-atom (per-row) entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom (per-row) entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

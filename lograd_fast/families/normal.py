@@ -65,7 +65,7 @@ def _kl(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q):
 
 # --------------------------------------------------------------------------- scalar maths
 class scalar:
-    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

@@ -277,7 +277,7 @@ def _kl1(rate_p, rate_q, log_rate_p, log_rate_q):
 
 # --------------------------------------------------------------------------- scalar maths
 class scalar:
-    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

@@ -220,7 +220,7 @@ def _write_score_u(p, b, u, i, s):
 
 
 class scalar:
-    """Per-atom entry points (see ``_dispatch.py``) compiled for CPU and CUDA."""
+    """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
     @staticmethod
     @jitable

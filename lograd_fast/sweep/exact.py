@@ -17,7 +17,7 @@ Normal ``x = mu + sigma z``, built-in ``f`` (one scalar atom)
     ``s_log_scale = z^2 - 1``;
   - antithetic pairs: ``t = ((f(x) - b) s(z) + (f(x') - b) s(-z)) / 2``, ``x' = mu - sigma z``;
   - pathwise: ``t_loc = f'(x)``, ``t_log_scale = f'(x) sigma z``;
-  - measure-valued (the couplings of ``lograd_fast/_mvd.py``):
+  - measure-valued (the couplings of ``lograd_fast/estimators/measure_valued.py``):
     ``t_loc = (f(mu + sigma W) - f(mu - sigma W)) / (sigma sqrt(2 pi))`` with ``W``
     Rayleigh, and ``t_log_scale = f(mu + sigma sign(c) r) - f(mu + sigma r c)`` with
     ``r`` chi-3 and ``c`` uniform on [-1, 1] (``z = r c``, ``D = sign(z) r`` the

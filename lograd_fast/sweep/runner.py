@@ -90,7 +90,7 @@ def run_cell(task: dict, threads: int | None = None) -> dict:
 
     ``threads``: Numba threads to use (default: ``$LOGRAD_FAST_SWEEP_THREADS``, set on
     Dask workers, else the current setting)."""
-    from .._engine import cpu as _kernels
+    from .._engine import cpu
     from .functions import resolve
     from .methods import ESTIMATORS, baseline_value
 
@@ -104,7 +104,7 @@ def run_cell(task: dict, threads: int | None = None) -> dict:
                 cell.f_scalar, cell.f_df, dist.batch_shape, dist.event_shape)
     if warm_key not in _WARM:
         # compile / load the serial and the parallel kernels outside the timed region
-        for n_warm in (2, 2 * _kernels.CHUNK):
+        for n_warm in (2, 2 * cpu.CHUNK):
             method(dist, fns, n_warm, seed=0, stream=0, baseline=baseline)
         _WARM.add(warm_key)
     grads, variances, stderrs = [], [], []

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cases import ALL_CASES  # noqa: E402
 
-from lograd_fast._engine.cpu import CHUNK, MIN_CHUNKS  # noqa: E402
+from lograd_fast._engine.threads import CHUNK, MIN_CHUNKS  # noqa: E402
 
 SPLIT_ATOMS = (2 * MIN_CHUNKS + 1) * CHUNK + 123
 
