@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from cases import atom_params, broadcast_params
+from cases import assert_same_draws, atom_params, broadcast_params
 from scipy import stats
 
 EPS64 = np.finfo(np.float64).eps
@@ -133,13 +133,15 @@ def test_kl_matches_monte_carlo(kl_case):
     np.testing.assert_allclose(p.kl(p), 0.0, atol=1e-12)
 
 
-def _close(a, b, dtype):
+def _close(a, b, dtype, cond=1.0):
+    """Equal to ``8 eps`` relative to the largest value, times ``cond`` (the
+    condition number of the quantity when the inputs themselves differ by ulps)."""
     a = np.asarray(a)
     b = np.asarray(b)
     if a.dtype.kind in "iu":
         np.testing.assert_array_equal(a, b)
         return
-    eps = np.finfo(dtype).eps
+    eps = np.finfo(dtype).eps * cond
     with np.errstate(invalid="ignore"):
         scale = np.nanmax(np.abs(np.where(np.isfinite(b), b, 0.0)), initial=1.0)
     np.testing.assert_allclose(a, b, rtol=8 * eps, atol=8 * eps * scale)
@@ -152,7 +154,7 @@ def test_cpu_and_numpy_backends_agree(case, dtype):
     xc = dc.sample(16, seed=5)
     xn = dn.sample(16, seed=5)
     if case.bitwise:
-        np.testing.assert_array_equal(xc, xn)
+        assert_same_draws(xc, xn)
     else:
         _close(xc, xn, dtype)
     _close(dc.log_prob(xc), dn.log_prob(xc), dtype)
@@ -162,10 +164,14 @@ def test_cpu_and_numpy_backends_agree(case, dtype):
     xc2, lpc, sc2 = dc.sample_and_score(9, seed=8)
     xn2, lpn, sn2 = dn.sample_and_score(9, seed=8)
     if case.bitwise:
-        np.testing.assert_array_equal(xc2, xn2)
-    _close(lpc, lpn, dtype)
+        assert_same_draws(xc2, xn2)
+    # draws a few ulp apart (libm vs numpy transcendentals) move the fused log-prob and
+    # scores by their condition number: up to ~1e4 here (Gamma's concentration score at
+    # alpha = 1e4); the same-x comparisons above stay at a few eps
+    cond = 1.0 if np.array_equal(xc2, xn2) else 1e4
+    _close(lpc, lpn, dtype, cond)
     for k in sc2:
-        _close(sc2[k], sn2[k], dtype)
+        _close(sc2[k], sn2[k], dtype, cond)
     _close(dc.entropy(), dn.entropy(), dtype)
 
 

@@ -5,6 +5,7 @@ import math
 import numba
 import numpy as np
 import pytest
+from cases import assert_same_draws
 from scipy import stats
 
 from lograd_fast._engine import numpy as npb
@@ -98,7 +99,10 @@ def test_numpy_draws_equal_compiled_draws(dtype):
                       (2, lambda: npb.std_exponential(dtype, st, 0)[0])):
         out = np.empty(n, dtype)
         _fill(out, 99, kind)
-        np.testing.assert_array_equal(vec(), out)
+        if kind == 2:  # -log(u): libm's log in the kernels, numpy's here (ulp apart)
+            assert_same_draws(vec(), out)
+        else:  # pure arithmetic (and the ziggurat's rare exp comparisons): bitwise
+            np.testing.assert_array_equal(vec(), out)
 
 
 def test_streams_and_blocks_are_distinct():
