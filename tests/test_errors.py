@@ -265,6 +265,7 @@ def test_cuda_unavailable_says_how_to_get_it():
 
 
 # ----------------------------------------------------------------------------- issue 15
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix itself
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 def test_out_must_be_exactly_an_ndarray(backend):
     """Issue 15 item 8: an np.matrix stays 2-D after reshape, so it passed the out=
