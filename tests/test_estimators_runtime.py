@@ -238,3 +238,25 @@ def test_ctrl_c_stops_a_long_call(call):
         proc.kill()
     assert "finished" not in out
     assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+
+
+def test_exception_on_the_first_draw_is_f_own_not_a_type_error():
+    """f is called once from Python before the kernel (to turn a compile error into a
+    TypeError); an exception f raises there is its own and reaches the caller as is."""
+    @numba.njit
+    def always_raises(x):
+        raise KeyError("f's own error")
+
+    with pytest.raises(KeyError, match="f's own error"):
+        lf.score_function(lf.Normal(0.0, 0.0), always_raises, 100)
+    with pytest.raises(TypeError, match="f could not be called"):  # a typing error still is
+        lf.score_function(lf.Normal(0.0, 0.0), elem_square, 100)
+
+
+def test_estimate_command_reports_progress(capsys):
+    from lograd_fast.cli import main
+
+    assert main(["estimate", "--estimator", "antithetic", "-n", "200000", "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "antithetic: 200,000 of 200,000 draws (100.0%)" in captured.err
+    assert "within 3 standard errors" in captured.out or "outside" in captured.out
