@@ -182,15 +182,48 @@ def check_seed(seed: Any, stream: Any) -> tuple:
     return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(stream))
 
 
-def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str) -> None:
-    if not isinstance(out, np.ndarray) and not hasattr(out, "__cuda_array_interface__"):
-        raise TypeError(f"{name} must be an array, got {type(out).__name__}")
+def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str, device: bool = False) -> None:
+    """Check a caller's output buffer: exactly a ``numpy.ndarray`` (or, when
+    ``device``, a CUDA array) of ``shape`` and ``dtype``, writeable and C-contiguous.
+
+    Subclasses are refused: the drivers write through ``reshape`` views, and a
+    subclass may change what ``reshape`` returns (``np.matrix`` stays 2-D, so a
+    kernel wrote past its end)."""
+    if type(out) is not np.ndarray and not (device and hasattr(out, "__cuda_array_interface__")
+                                            and not isinstance(out, np.ndarray)):
+        what = "a CUDA array or " if device else ""
+        raise TypeError(f"{name} must be {what}a numpy.ndarray (not a subclass), got "
+                        f"{type(out).__module__}.{type(out).__name__}")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
     if np.dtype(out.dtype) != np.dtype(dtype):
         raise ValueError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
     if isinstance(out, np.ndarray) and not (out.flags.c_contiguous and out.flags.writeable):
         raise ValueError(f"{name} must be a writeable C-contiguous array")
+
+
+def _extent(arr: Any) -> tuple[bool, int, int]:
+    """``(on_device, first byte, end byte)`` of a C-contiguous host or CUDA array."""
+    if isinstance(arr, np.ndarray):
+        return False, arr.ctypes.data, arr.ctypes.data + arr.nbytes
+    ptr = int(arr.__cuda_array_interface__["data"][0])
+    nbytes = math.prod(arr.shape) * np.dtype(arr.dtype).itemsize
+    return True, ptr, ptr + nbytes
+
+
+def check_no_overlap(arrays: list[tuple[str, Any]]) -> None:
+    """ValueError if two of the named output buffers share memory.
+
+    The kernels write every output in one pass; aliased buffers (``out=(x, x, s)``,
+    two score keys on one array, overlapping views) would silently mix results.
+    The buffers are C-contiguous (see :func:`check_out`), so two of them share
+    memory exactly when their byte ranges intersect."""
+    spans = [(name, _extent(a)) for name, a in arrays if math.prod(a.shape) > 0]
+    for i, (name_a, (dev_a, lo_a, hi_a)) in enumerate(spans):
+        for name_b, (dev_b, lo_b, hi_b) in spans[i + 1:]:
+            if dev_a == dev_b and lo_a < hi_b and lo_b < hi_a:
+                raise ValueError(f"{name_a} and {name_b} share memory: every output needs a "
+                                 "buffer of its own")
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -382,7 +415,8 @@ class Distribution:
                 raise TypeError(f"out must be a tuple of {len(shapes)} items "
                                 f"({', '.join(s[0] for s in shapes)}) like the return value")
             given = list(out)
-        result = []
+        result, given_arrays = [], []
+        device = self.backend == "cuda"
         for (what, shape, dtype), arr in zip(shapes, given):
             if what == "score":
                 if arr is None:
@@ -392,12 +426,16 @@ class Distribution:
                         raise TypeError("out for the score must be a dict with keys "
                                         f"{sorted(shape)}")
                     for k, v in shape.items():
-                        check_out(arr[k], v, dtype, f"out[{k!r}]")
+                        check_out(arr[k], v, dtype, f"out[{k!r}]", device)
+                        given_arrays.append((f"out[{k!r}]", arr[k]))
             elif arr is None:
                 arr = self._alloc(shape, dtype)
             else:
-                check_out(arr, shape, dtype, f"out ({what})")
+                check_out(arr, shape, dtype, f"out ({what})", device)
+                given_arrays.append((f"out ({what})", arr))
             result.append(arr)
+        if len(given_arrays) > 1:
+            check_no_overlap(given_arrays)
         return result
 
     def _flat_scores(self, s: dict, n_atoms: int):
@@ -573,10 +611,18 @@ class Distribution:
         if other.sample_event_shape != self.sample_event_shape:
             raise ValueError(f"kl: event shapes differ {self.sample_event_shape} vs "
                              f"{other.sample_event_shape}")
+        if other.dtype != self.dtype:
+            raise ValueError(f"kl: dtypes differ ({self.dtype} vs {other.dtype}): build both "
+                             "distributions with the same dtype")
         q = other._record
         p = self._record
-        if p.__class__ is not q.__class__ or other.dtype != self.dtype:
-            q = type(p)(*(np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(q, p)))
+        # every field of the record, not only the batch shapes: a Categorical's K (the
+        # logits' last dim) is in no shape compared above, and the kernel reads q
+        # with p's sizes
+        for name, a, b in zip(type(p)._fields, p, q):
+            if a.shape != b.shape or a.dtype != b.dtype:
+                raise ValueError(f"kl: {name} has shape {a.shape} and dtype {a.dtype} here but "
+                                 f"shape {b.shape} and dtype {b.dtype} in other")
         out = np.empty(self.batch_shape, np.float64)
         if self.backend == "numpy":
             kl = self.family.numpy_ops.kl(p, q)

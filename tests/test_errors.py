@@ -262,3 +262,74 @@ def test_cuda_unavailable_says_how_to_get_it():
     if out.stdout.strip() != "REAL-GPU":
         assert "backend='cuda' is not available" in out.stdout
         assert "pip install" in out.stdout and "NUMBA_ENABLE_CUDASIM=1" in out.stdout
+
+
+# ----------------------------------------------------------------------------- issue 15
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix itself
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_out_must_be_exactly_an_ndarray(backend):
+    """Issue 15 item 8: an np.matrix stays 2-D after reshape, so it passed the out=
+    check and the kernel wrote past it (a segfault at garbage collection)."""
+    d = lf.Normal(np.zeros(4), np.zeros(4), backend=backend)
+    scores = {"loc": np.empty((6, 4)), "log_scale": np.empty((6, 4))}
+    with pytest.raises(TypeError, match=r"out \(x\).*numpy.ndarray.*matrix"):
+        d.sample_and_score(6, out=(np.asmatrix(np.empty((6, 4))), np.empty((6, 4)), scores))
+    with pytest.raises(TypeError, match="matrix"):
+        d.sample(6, out=np.asmatrix(np.empty((6, 4))))
+    with pytest.raises(TypeError, match="matrix"):
+        d.log_prob(np.zeros((6, 4)), out=np.asmatrix(np.empty((6, 4))))
+    with pytest.raises(TypeError, match=r"out\['loc'\].*matrix"):
+        d.score(np.zeros((6, 4)), out={"loc": np.asmatrix(np.empty((6, 4))),
+                                       "log_scale": np.empty((6, 4))})
+    # an exact ndarray of the right shape is still filled in place, with the right values
+    buf = np.empty((6, 4))
+    assert d.sample(6, seed=3, out=buf) is buf
+    np.testing.assert_array_equal(buf, d.sample(6, seed=3))
+
+
+def test_kl_checks_every_field_shape_and_dtype():
+    """Issue 15 item 9: K of a Categorical was never compared (an out-of-bounds read
+    returned -0.562)."""
+    with pytest.raises(ValueError, match=r"kl: logits has shape \(1, 4\).*\(1, 3\)"):
+        lf.Categorical(np.zeros(4)).kl(lf.Categorical(np.zeros(3)))
+    with pytest.raises(ValueError, match="kl: .*shape"):
+        lf.MultivariateNormal(np.zeros(3), np.zeros((3, 3))).kl(
+            lf.MultivariateNormal(np.zeros(2), np.zeros((2, 2))))
+    with pytest.raises(ValueError, match="kl: dtypes differ"):
+        lf.Normal(np.zeros(2, np.float32), np.zeros(2, np.float32)).kl(
+            lf.Normal(np.zeros(2), np.zeros(2)))
+    with pytest.raises(TypeError, match="Categorical"):
+        lf.Categorical(np.zeros(3)).kl(lf.Bernoulli(np.zeros(3)))
+    # equal layouts still work: KL(p, p) = 0 and a known value (uniform vs one-hot-ish)
+    logits = np.log(np.array([0.5, 0.25, 0.25]))
+    got = lf.Categorical(np.zeros(3)).kl(lf.Categorical(logits))
+    np.testing.assert_allclose(got, np.log(1 / 3) - np.log([0.5, 0.25, 0.25]).mean(),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_aliased_out_buffers_are_refused(backend):
+    """Issue 15 item 10: aliased out= buffers were accepted and gave wrong numbers."""
+    d = lf.Normal(np.zeros(4), np.zeros(4), backend=backend)
+    x, lp = np.empty((6, 4)), np.empty((6, 4))
+    s = {"loc": np.empty((6, 4)), "log_scale": np.empty((6, 4))}
+    with pytest.raises(ValueError, match=r"out \(x\) and out \(log_prob\) share memory"):
+        d.sample_and_score(6, out=(x, x, s))
+    with pytest.raises(ValueError, match="share memory"):
+        d.sample_and_score(6, out=(x, lp, {"loc": s["loc"], "log_scale": s["loc"]}))
+    with pytest.raises(ValueError, match="share memory"):
+        d.score(np.zeros((6, 4)), out={"loc": s["loc"], "log_scale": s["loc"]})
+    # overlapping views of one buffer (the second starts inside the first)
+    big = np.empty(6 * 4 + 4)
+    with pytest.raises(ValueError, match="share memory"):
+        d.sample_and_score(6, out=(big[:24].reshape(6, 4), big[4:].reshape(6, 4), s))
+    # adjacent, non-overlapping views of one buffer are fine, and give the right numbers
+    big = np.empty(4 * 24)
+    views = [big[i * 24:(i + 1) * 24].reshape(6, 4) for i in range(4)]
+    got = d.sample_and_score(6, seed=1, out=(views[0], views[1],
+                                             {"loc": views[2], "log_scale": views[3]}))
+    ref = d.sample_and_score(6, seed=1)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    for k in ref[2]:
+        np.testing.assert_array_equal(got[2][k], ref[2][k])
