@@ -54,6 +54,11 @@ class Family:
     ``prepare_checks_finite``  ``prepare`` itself rejects NaN (and +inf) parameters
                      with the same ``ValueError`` as :func:`check_finite` (which is
                      then not run: one pass over the parameters less).
+    ``reflect_odd``  families with a ``reflect1`` entry point: the parameters whose
+                     score is odd under the reflection, ``s(reflect(x)) = -s(x)``
+                     (``loc`` of a symmetric family); the others' scores are even.
+                     The antithetic estimator uses it (the pair average of an odd
+                     score is identically 0).
     """
 
     name: str
@@ -66,6 +71,7 @@ class Family:
     sample_event_shape: Callable[[Any], tuple] = lambda p: ()
     discrete: bool = False
     prepare_checks_finite: bool = False
+    reflect_odd: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -137,7 +143,11 @@ def as_float_param(value: Any, name: str) -> np.ndarray:
 
 
 def common_dtype(arrays: list[np.ndarray], scalars: list[bool]) -> np.dtype:
-    """float32 if every *array* parameter is float32 (Python scalars don't upcast)."""
+    """float32 if every *array* parameter is float32 (Python scalars don't upcast).
+
+    ``scalars[i]`` marks a *Python* ``int``/``float``: weakly typed, as in numpy's
+    NEP 50.  A numpy scalar (``np.float32(0.5)``) carries its dtype and counts as an
+    array of that dtype."""
     kinds = [a.dtype for a, s in zip(arrays, scalars) if not s]
     if kinds and all(k == np.float32 for k in kinds):
         return np.dtype(np.float32)
@@ -244,7 +254,7 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
             or event_ndims < 0:
         raise ValueError(f"event_ndims must be a non-negative int, got {event_ndims!r}")
     arrays = [as_float_param(params[k], k) for k in fam.param_names]
-    scalars = [np.ndim(params[k]) == 0 and not isinstance(params[k], np.ndarray)
+    scalars = [isinstance(params[k], (int, float)) and not isinstance(params[k], np.generic)
                for k in fam.param_names]
     dtype = common_dtype(arrays, scalars)
     arrays = [a.astype(dtype, copy=False) for a in arrays]

@@ -33,6 +33,15 @@ onto parameter coordinates) and ``u = rho g``, every baseline gives terms
 ``sum t`` and ``sum t^2`` follow from per-fold sums of ``h, h^2, u, u^2, u h`` (and
 ``v, v^2, u v, v h`` for antithetic pairs, where ``v = m h`` with ``m`` the pair's mean
 reward).
+
+Antithetic pairs and odd scores: a parameter whose score is odd under the family's
+reflection (``Family.reflect_odd``, e.g. ``loc``: ``s(2 mu - x) = -s(x)``) has a pair
+average ``h = (s(x) + s(x'))/2`` that is *identically* 0; the kernel's ``h`` there is
+rounding noise (~1e-17), and ``sum u h / sum h^2`` of noise is an O(1e16) "optimal"
+coefficient times noise -- an O(1) bias (issue 15, item 1).  Such coordinates need
+no baseline, and ``_finish`` sets their ``h`` (and ``v = m h``) moments to the exact
+0 of the maths, so every baseline leaves their terms ``t = u`` untouched.  The
+decision comes from the family's declaration, never from a threshold on the noise.
 """
 
 from __future__ import annotations
@@ -140,11 +149,27 @@ def _baseline_value(baseline: Any, racc: np.ndarray, shift: float, n: int) -> An
     return 0.0 if baseline is None else None
 
 
-def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: int):
+def reflect_odd_mask(d: Any, layout: list) -> np.ndarray:
+    """``(P,)`` bool: the coordinates of the parameters whose score is odd under the
+    family's reflection (``d.family.reflect_odd``); ``layout`` as in ``result._coords``."""
+    mask = np.zeros(layout[-1][2] + math.prod(layout[-1][1]), bool)
+    for name, shape, offset in layout:
+        if name in d.family.reflect_odd:
+            mask[offset:offset + math.prod(shape)] = True
+    return mask
+
+
+def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: int,
+            odd: np.ndarray | None = None):
     """Sum and sum of squares of the terms, per coordinate, from the per-fold moments.
 
-    ``acc`` (K, 5 or 9, P), ``racc`` (K, 3); see the module docstring.  Returns
+    ``acc`` (K, 5 or 9, P), ``racc`` (K, 3); see the module docstring.  ``odd``
+    (antithetic pairs): the coordinates whose pair-averaged score ``h`` is
+    identically 0 (their ``h`` and ``v`` moments are set to that exact 0).  Returns
     ``(sum_t, sum_t2, extra)``."""
+    if odd is not None and odd.any():
+        acc = acc.copy()
+        acc[:, [0, 1, 4, 5, 6, 7, 8]] *= ~odd  # h, h^2, u h, v, v^2, u v, v h
     H, H2, U, U2, UH, V, V2, UV, VH = _moment_rows(acc)
     extra = {}
     if baseline == "optimal":

@@ -49,6 +49,7 @@ from .baselines import (
     _check_folds,
     _finish,
     _update_ema,
+    reflect_odd_mask,
 )
 from .result import Estimate, _coords, _grad_var, _n_coords, _result, _split
 
@@ -126,7 +127,8 @@ def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any, K: int,
         run(d._record, key, d._B, reward, bufs, shift, acc, racc, n)
         acc, racc = acc.sum(axis=0), racc.sum(axis=0)  # lanes in order: thread-independent
     _check_finite_rewards(racc)
-    sum_t, sum_t2, extra = _finish(acc, racc, shift, baseline, n)
+    sum_t, sum_t2, extra = _finish(acc, racc, shift, baseline, n,
+                                   reflect_odd_mask(d, layout) if pairs else None)
     _update_ema(baseline, racc, shift, n)
     grad, var = _grad_var(sum_t, sum_t2, n)
     extra = {k: (_split(np.asarray(v, np.float64), layout, np.float64)

@@ -424,6 +424,7 @@ FAMILY = Family(
     param_event_ndims=(1, 2),
     prepare=_prepare,
     numpy_ops=vectorised,
+    reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
     sample_event_shape=lambda p: (p.loc.shape[1],),
 )
 register(MultivariateNormalParams, scalar)

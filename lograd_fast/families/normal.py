@@ -188,6 +188,7 @@ FAMILY = Family(
     param_event_ndims=(0, 0),
     prepare=prepare_scale,
     numpy_ops=vectorised,
+    reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )
 register(NormalParams, scalar)
 

@@ -329,6 +329,7 @@ FAMILY = Family(
     param_event_ndims=(0, 0, 0),
     prepare=_prepare,
     numpy_ops=vectorised,
+    reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )
 register(StudentTParams, scalar)
 
