@@ -17,7 +17,11 @@ Score (closed form, per component):
 
 Entropy ``log B(alpha) + sum_k (alpha_k - 1) (psi(alpha_0) - psi(alpha_k))``;
 ``KL(p||q) = log B(alpha_q) - log B(alpha_p)
-- sum_k (alpha_p,k - alpha_q,k) (psi(alpha_p,0) - psi(alpha_p,k))``.
+- sum_k (alpha_p,k - alpha_q,k) (psi(alpha_p,0) - psi(alpha_p,k))``, the Bregman
+divergence of ``log B``, computed without its cancellation (exactly 0 for ``p = q``,
+relative accuracy for ``p ~ q``) as
+``sum_k lgamma_bregman(alpha_p,k, d_k) - lgamma_bregman(alpha_p,0, sum_k d_k)`` with
+``d_k = alpha_p,k expm1(log_concentration_q,k - log_concentration_p,k)``, clamped at 0.
 ``log B`` is computed once per parameter row without the cancellation of the
 ``lgamma`` differences at large ``alpha`` (:func:`log_multivariate_beta`).
 Mean ``alpha / alpha_0``; marginals are ``Beta(alpha_k, alpha_0 - alpha_k)``.
@@ -76,8 +80,9 @@ def _entropy_term(alpha_k, digamma_diff_k):
 
 
 @jitable
-def _kl_term(alpha_p_k, alpha_q_k, digamma_diff_p_k):
-    return -(alpha_p_k - alpha_q_k) * digamma_diff_p_k
+def _kl_delta(alpha_p_k, log_alpha_p_k, log_alpha_q_k):
+    """``alpha_q,k - alpha_p,k`` without the rounding of the two exps."""
+    return alpha_p_k * m.expm1(log_alpha_q_k - log_alpha_p_k)
 
 
 # --------------------------------------------------------------------------- scalar maths
@@ -181,10 +186,17 @@ class scalar:
     @staticmethod
     @jitable
     def kl1(p, q, b):
-        acc = q.log_norm[b] - p.log_norm[b]
+        acc = 0.0
+        alpha0 = 0.0
+        delta0 = 0.0
         for k in range(p.concentration.shape[1]):
-            acc += _kl_term(p.concentration[b, k], q.concentration[b, k], p.digamma_diff[b, k])
-        return acc
+            alpha = p.concentration[b, k]
+            delta = _kl_delta(alpha, np.float64(p.log_concentration[b, k]),
+                              np.float64(q.log_concentration[b, k]))
+            acc += m.lgamma_bregman(alpha, delta)
+            alpha0 += alpha
+            delta0 += delta
+        return m.nonneg(acc - m.lgamma_bregman(alpha0, delta0))
 
 
 # --------------------------------------------------------------------------- numpy baseline
@@ -253,11 +265,15 @@ class vectorised:
 
     @staticmethod
     def kl(p, q):
-        acc = q.log_norm - p.log_norm
+        acc = alpha0 = delta0 = np.zeros(p.concentration.shape[0])
         for k in range(p.concentration.shape[1]):
-            acc = acc + _kl_term(p.concentration[:, k], q.concentration[:, k],
-                                 p.digamma_diff[:, k])
-        return acc
+            alpha = p.concentration[:, k]
+            delta = _kl_delta(alpha, p.log_concentration[:, k].astype(np.float64),
+                              q.log_concentration[:, k].astype(np.float64))
+            acc = acc + m.lgamma_bregman(alpha, delta)
+            alpha0 = alpha0 + alpha
+            delta0 = delta0 + delta
+        return m.nonneg(acc - m.lgamma_bregman(alpha0, delta0))
 
 
 def log_multivariate_beta(alpha: np.ndarray) -> np.ndarray:

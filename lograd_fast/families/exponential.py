@@ -13,8 +13,8 @@ Score (closed form, w.r.t. the unconstrained parameter):
 * ``d/d log_rate = 1 - lambda x``
 
 Entropy ``1 - log_rate``; ``KL(p||q) = expm1(-d) + d`` with
-``d = log_rate_p - log_rate_q`` (``= log(lp/lq) + lq/lp - 1``; expm1 keeps it
-accurate for ``p ~ q`` and exactly 0 for ``p = q``).  Mean ``1/lambda``.
+``d = log_rate_p - log_rate_q`` (``= log(lp/lq) + lq/lp - 1``), computed as
+``maths.expm1mx(-d)``: exactly 0 for ``p = q``, full relative accuracy for ``p ~ q``.  Mean ``1/lambda``.
 
 Sampling: inversion, ``x = E / lambda`` with ``E = -log(u) ~ Exp(1)`` from one
 Philox block (``_rng.std_exponential``: 52-bit uniforms for float64, 23-bit for
@@ -57,7 +57,7 @@ def _entropy(log_rate):
 @jitable
 def _kl(log_rate_p, log_rate_q):
     d = log_rate_p - log_rate_q
-    return m.expm1(-d) + d
+    return m.expm1mx(-d)
 
 
 # --------------------------------------------------------------------------- scalar maths

@@ -16,7 +16,17 @@ Scores (closed form, w.r.t. the unconstrained parameters):
 
 Entropy ``alpha - log beta + lgamma(alpha) + (1 - alpha) psi(alpha)``;
 ``KL(p||q) = (a_p - a_q) psi(a_p) - lgamma(a_p) + lgamma(a_q) + a_q (log b_p - log b_q)
-+ a_p expm1(log b_q - log b_p)`` (written with expm1 so it is accurate for p ~ q).
++ a_p expm1(log b_q - log b_p)``, a sum of O(1) terms whose result is O(delta**2) for
+``p ~ q``.  It is computed as
+
+    KL = lgamma_bregman(a_p, da) + a_p expm1mx(-r) + da r,
+    da = a_q - a_p = a_p expm1(log_concentration_q - log_concentration_p),
+    r = log_rate_p - log_rate_q
+
+(``maths.lgamma_bregman(x, d) = lgamma(x + d) - lgamma(x) - psi(x) d`` and
+``expm1mx(x) = expm1(x) - x``, each to full relative accuracy): exactly 0 for
+``p = q``, relative accuracy ~1e-14 for ``p ~ q`` (mpmath in the tests), and clamped
+at 0 against a last-bit negative.
 Mean ``alpha / beta``, variance ``alpha / beta**2``.
 
 Sampling: ``x = G / beta`` with ``G ~ Gamma(alpha, 1)`` from ``_rng.std_gamma_log``
@@ -90,9 +100,11 @@ def _entropy(alpha, log_rate, lgamma_alpha, digamma_alpha):
 
 
 @jitable
-def _kl(alpha_p, log_rate_p, lgamma_p, digamma_p, alpha_q, log_rate_q, lgamma_q):
-    return ((alpha_p - alpha_q) * digamma_p - lgamma_p + lgamma_q
-            + alpha_q * (log_rate_p - log_rate_q) + alpha_p * m.expm1(log_rate_q - log_rate_p))
+def _kl(alpha_p, log_conc_p, log_rate_p, log_conc_q, log_rate_q):
+    d_alpha = alpha_p * m.expm1(log_conc_q - log_conc_p)
+    r = log_rate_p - log_rate_q
+    return m.nonneg(m.lgamma_bregman(alpha_p, d_alpha) + alpha_p * m.expm1mx(-r)
+                    + d_alpha * r)
 
 
 # --------------------------------------------------------------------------- scalar maths
@@ -153,9 +165,9 @@ class scalar:
     @staticmethod
     @jitable
     def kl1(p, q, b):
-        return _kl(p.concentration[b], np.float64(p.log_rate[b]), p.lgamma_concentration[b],
-                   p.digamma_concentration[b], q.concentration[b], np.float64(q.log_rate[b]),
-                   q.lgamma_concentration[b])
+        return _kl(p.concentration[b], np.float64(p.log_concentration[b]),
+                   np.float64(p.log_rate[b]), np.float64(q.log_concentration[b]),
+                   np.float64(q.log_rate[b]))
 
 
 # --------------------------------------------------------------------------- numpy baseline
@@ -217,9 +229,8 @@ class vectorised:
     @staticmethod
     def kl(p, q):
         f = np.float64
-        return _kl(p.concentration, p.log_rate.astype(f), p.lgamma_concentration,
-                   p.digamma_concentration, q.concentration, q.log_rate.astype(f),
-                   q.lgamma_concentration)
+        return _kl(p.concentration, p.log_concentration.astype(f), p.log_rate.astype(f),
+                   q.log_concentration.astype(f), q.log_rate.astype(f))
 
 
 # Stirling series of lgamma(x) - ((x - 1/2) log x - x + log(2 pi) / 2): B_2k / (2k (2k - 1))

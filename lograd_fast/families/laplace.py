@@ -21,8 +21,10 @@ distributions")::
     KL(p||q) = log(b_q/b_p) + |mu_p - mu_q|/b_q + (b_p/b_q) exp(-|mu_p - mu_q|/b_p) - 1
              = expm1(d - delta/b_p) - d + delta/b_q,   d = log_scale_p - log_scale_q,
                                                        delta = |mu_p - mu_q|
+             = expm1mx(e) - (delta/b_q) expm1(-d),     e = d - delta/b_p
 
-(the expm1 form is accurate for ``p ~ q`` and exactly 0 for ``p = q``).  Mean ``mu``.
+(``expm1mx(e) = expm1(e) - e``, ``maths.expm1mx``; using ``1/b_p = e^{-d}/b_q``: exactly 0
+for ``p = q`` and accurate for ``p ~ q``, where the first form cancels).  Mean ``mu``.
 
 Sampling: ``x = mu + b s E`` with ``E = -log(u)`` and a random sign ``s``, both
 from one Philox block (float64: ``u`` from 52 bits of words 0-1, ``s`` from word
@@ -110,7 +112,7 @@ def _entropy(log_scale):
 def _kl(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_p, inv_scale_q):
     d = log_scale_p - log_scale_q
     delta = abs(loc_p - loc_q)
-    return m.expm1(d - delta * inv_scale_p) - d + delta * inv_scale_q
+    return m.expm1mx(d - delta * inv_scale_p) - delta * inv_scale_q * m.expm1(-d)
 
 
 # --------------------------------------------------------------------------- scalar maths

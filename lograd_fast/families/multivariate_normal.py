@@ -46,10 +46,11 @@ Entropy ``D/2 (1 + log 2 pi) + sum_k S_kk``.  KL (e.g. Rasmussen & Williams,
 
     \mathrm{KL}(p\Vert q) = \tfrac12\big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p)
         + \lVert\delta\rVert^2 - D + \log\det\Sigma_q - \log\det\Sigma_p\big]
-      = \sum_k \big(\tfrac12\operatorname{expm1}(2 d_k) - d_k\big)
+      = \sum_k \tfrac12\big(\operatorname{expm1}(2 d_k) - 2 d_k\big)
         + \tfrac12\sum_{j>k} M_{jk}^2 + \tfrac12\lVert\delta\rVert^2
 
-(the last form, like Normal's, stays accurate when ``p ~ q``).
+(the last form, like Normal's, stays accurate when ``p ~ q``: ``expm1(2d) - 2d`` is
+``maths.expm1mx``, a series for small ``d``).
 
 Scratch space: forward/back substitution need one length-``D`` float64 vector per
 atom.  Entry points get it from :func:`local_vector`, a fixed ``MAX_DIM`` array on
@@ -136,7 +137,7 @@ def _entropy(log_det, D):
 @jitable
 def _kl_diag_term(d):
     """The diagonal part ``(M_kk**2 - 1)/2 - log M_kk`` of the KL, ``M_kk = exp(d)``."""
-    return 0.5 * m.expm1(2.0 * d) - d
+    return 0.5 * m.expm1mx(2.0 * d)
 
 
 # --------------------------------------------------------------------------- scalar maths

@@ -11,8 +11,10 @@ Scores (closed form, w.r.t. the unconstrained parameters):
 * ``d/d log_scale = z**2 - 1``
 
 Entropy ``1/2 + log(2 pi)/2 + log_scale``;
-``KL(p||q) = expm1(2d)/2 - d + ((mu_p - mu_q)/sigma_q)**2 / 2`` with
-``d = log_scale_p - log_scale_q`` (written with expm1 so it is accurate for p ~ q).
+``KL(p||q) = (expm1(2d) - 2d)/2 + ((mu_p - mu_q)/sigma_q)**2 / 2`` with
+``d = log_scale_p - log_scale_q``; ``expm1(2d) - 2d`` is ``maths.expm1mx`` (a series
+for small ``d``), so the KL is exactly 0 for ``p = q`` and keeps its relative
+accuracy for ``p ~ q``.
 Support: the real line.  Sampling: ``x = mu + sigma z`` with the ziggurat normal.
 """
 
@@ -60,7 +62,7 @@ def _entropy(log_scale):
 def _kl(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q):
     d = log_scale_p - log_scale_q
     m_ = (loc_p - loc_q) * inv_scale_q
-    return 0.5 * m.expm1(2.0 * d) - d + 0.5 * m_ * m_
+    return 0.5 * m.expm1mx(2.0 * d) + 0.5 * m_ * m_
 
 
 # --------------------------------------------------------------------------- scalar maths

@@ -51,9 +51,9 @@ Entropy (no closed form), accurate to ~1e-13:
   ``1/2 log(2 pi e l) - 1/(12 l) - 1/(24 l^2) - 19/(360 l^3) - 9/(80 l^4)``
   (remainder ~ 0.35 / l^5 < 4e-16; the last coefficient checked against the sum).
 
-``KL(p||q) = lambda_p (d + expm1(-d))`` with ``d = log_rate_p - log_rate_q`` for
-``|d| < 1`` (accurate for ``p ~ q``, exactly 0 for ``p = q``), else
-``lambda_q - lambda_p + lambda_p d``.  Mean ``lambda``.
+``KL(p||q) = lambda_p (expm1(-d) + d)`` with ``d = log_rate_p - log_rate_q`` for
+``|d| < 1`` (``maths.expm1mx``: exactly 0 for ``p = q``, full relative accuracy for
+``p ~ q``), else ``lambda_q - lambda_p + lambda_p d``.  Mean ``lambda``.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def _entropy1(rate, log_rate):
 def _kl1(rate_p, rate_q, log_rate_p, log_rate_q):
     d = log_rate_p - log_rate_q
     if abs(d) < 1.0:
-        return rate_p * (d + m.expm1(-d))
+        return rate_p * m.expm1mx(-d)
     return rate_q - rate_p + rate_p * d
 
 
@@ -423,7 +423,7 @@ class vectorised:
     def kl(p, q):
         d = p.log_rate.astype(np.float64) - q.log_rate.astype(np.float64)
         near = np.abs(d) < 1.0
-        return np.where(near, p.rate * (d + np.expm1(np.where(near, -d, 0.0))),
+        return np.where(near, p.rate * m.expm1mx(np.where(near, -d, 0.0)),
                         q.rate - p.rate + p.rate * d)
 
 
