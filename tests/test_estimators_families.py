@@ -220,7 +220,7 @@ def test_families_without_the_entry_points_are_refused():
         lf.measure_valued(Laplace(0.0, 0.0), _sq_reward, 10)
 
 
-# ----------------------------------------------------------------------------- antithetic, odd scores
+# ------------------------------------------------------------------ antithetic, odd scores
 @numba.njit
 def _shifted_square(x):
     return (x[0] + 0.4) ** 2

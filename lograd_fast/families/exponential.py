@@ -14,7 +14,8 @@ Score (closed form, w.r.t. the unconstrained parameter):
 
 Entropy ``1 - log_rate``; ``KL(p||q) = expm1(-d) + d`` with
 ``d = log_rate_p - log_rate_q`` (``= log(lp/lq) + lq/lp - 1``), computed as
-``maths.expm1mx(-d)``: exactly 0 for ``p = q``, full relative accuracy for ``p ~ q``.  Mean ``1/lambda``.
+``maths.expm1mx(-d)``: exactly 0 for ``p = q``, full relative accuracy for ``p ~ q``.
+Mean ``1/lambda``.
 
 Sampling: inversion, ``x = E / lambda`` with ``E = -log(u) ~ Exp(1)`` from one
 Philox block (``_rng.std_exponential``: 52-bit uniforms for float64, 23-bit for
