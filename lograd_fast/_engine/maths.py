@@ -245,3 +245,74 @@ nonneg = _shim(lambda x: np.where(np.asarray(x) < 0.0, 0.0, x)[()], _nonneg1, "n
 nonneg.__doc__ = ("``nonneg(x) = max(x, 0)`` (NaN stays NaN): a divergence computed to "
                   "full relative accuracy can still round to -1 ulp of 0.")
 __all__ += ["nonneg"]
+
+
+# --------------------------------------------------------------------------- tanh within 1 ulp
+# tanh(a) = t / (t + 2), t = expm1(2a), rounds three times (t, t + 2, the quotient):
+# up to ~2.4 ulp, and near 1 it moved draws onto TanhNormal's clip value (issue 15,
+# item 4).  Here the sum and the quotient are made exact with Dekker's error-free
+# transformations (no fma needed: CUDA, numpy and every CPU give the same bits), so
+# only expm1's own error (amplified by <= 1) and the final rounding remain: within
+# 1 ulp of the correctly rounded tanh (4001-point grids and 30 000 random points in
+# the tests, against mpmath).
+_SPLIT = 134217729.0  # 2**27 + 1
+TANH_CUT = 0.55  # t / (t + 2) below, 1 - 2 / (t + 2) above (the better-conditioned form)
+TANH_ONE = 22.0  # tanh(a) rounds to 1 for a >= 22 (fdlibm's bound)
+
+
+@jitable
+def _two_prod_err(a, b, p):
+    """The rounding error ``a * b - p`` of ``p = fl(a * b)``, exactly (Dekker)."""
+    c = _SPLIT * a
+    a_hi = c - (c - a)
+    a_lo = a - a_hi
+    c = _SPLIT * b
+    b_hi = c - (c - b)
+    b_lo = b - b_hi
+    return ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+
+
+@jitable
+def _tanh_small(a):
+    """tanh(a) = t / (t + 2), t = expm1(2a), for 0 <= a < TANH_CUT (t < 2): the sum
+    is split exactly (Fast2Sum) and the quotient corrected by its exact residual."""
+    t = expm1(2.0 * a)
+    s = t + 2.0
+    s_lo = (2.0 - s) + t
+    q = t / s
+    p = q * s
+    return q + (((t - p) - _two_prod_err(q, s, p)) - q * s_lo) / s
+
+
+@jitable
+def _tanh_large(a):
+    """tanh(a) = 1 - 2 / (T + 2), T = expm1(2a) >= 2, for TANH_CUT <= a <= TANH_ONE:
+    ``2 / (T + 2)`` as an exact double-double, subtracted from 1 exactly (Fast2Sum)."""
+    t = expm1(2.0 * a)
+    s = t + 2.0
+    s_lo = (t - s) + 2.0
+    x = 2.0 / s
+    p = x * s
+    x_lo = (((2.0 - p) - _two_prod_err(x, s, p)) - x * s_lo) / s
+    h = 1.0 - x
+    return h + (((1.0 - h) - x) - x_lo)
+
+
+@jitable
+def _tanh_abs1(a):
+    if a < TANH_CUT:
+        return _tanh_small(a)
+    return _tanh_large(min(a, TANH_ONE))
+
+
+def _tanh_abs_np(a):
+    a = np.asarray(a, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(a < TANH_CUT, _tanh_small(np.minimum(a, TANH_CUT)),
+                        _tanh_large(np.clip(a, TANH_CUT, TANH_ONE)))
+
+
+tanh_abs = _shim(_tanh_abs_np, _tanh_abs1, "tanh_abs")
+tanh_abs.__doc__ = ("``tanh_abs(a) = tanh(a)`` for ``a >= 0``, within 1 ulp of the correctly "
+                    "rounded value, with the same formula on every backend.")
+__all__ += ["tanh_abs"]
