@@ -27,7 +27,8 @@ by ``maths.tanh_abs`` with the sign of ``u``: within 1 ulp of the correctly roun
 tanh -- the plain ``t / (t + 2)``, ``t = expm1(2|u|)``, was 2.4 ulp off and moved
 draws near 1 onto the clip value -- and the same formula on every backend), then
 **clipped to the largest number below 1 of the output dtype** (``1 - 2**-53`` for
-float64, ``1 - 2**-24`` for float32), so a sample is never exactly ``+-1`` and its ``log_prob`` is always finite.  The fused
+float64, ``1 - 2**-24`` for float32), so a sample is never exactly ``+-1`` and its
+``log_prob`` is always finite.  The fused
 ``sample_and_score`` returns the log-prob and scores *of the stored sample*
 (``u`` re-derived as ``atanh(x)`` from the rounded ``x``), i.e. exactly
 ``log_prob(x)`` and ``score(x)``; near the bounds, rounding ``x`` moves ``u``
