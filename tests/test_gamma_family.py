@@ -506,3 +506,32 @@ def test_cuda_simulator_matches_cpu_bitwise(tmp_path):
     assert len(cpu) == sum(2 * (4 + 2 * len(p)) for p in SIMULATOR_SETTINGS.values())
     for key, value in cpu.items():
         np.testing.assert_array_equal(sim[key], value, err_msg=key)
+
+
+# --------------------------------------------------------------------------- huge concentrations
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("log_conc", [20.0, 30.0, 35.0, 40.0])
+def test_gamma_log_prob_and_entropy_at_huge_concentration(log_conc, backend):
+    """Issue 15, item 12: (alpha - 1) log x - beta x - lgamma(alpha) cancels terms of
+    size alpha log alpha (at alpha = e**40: -1024 for -21.44).  Against mpmath at 50
+    digits: log_prob of the stored draws, the fused log-prob (at the unrounded draw,
+    so within the rounding of x times the slope), and the entropy.  Tolerance: 1e-13
+    plus the change of log p over 4 ulp of x (``beta x`` is rounded once: the
+    backward error of any float evaluation; ~1e-11 at alpha = e**40)."""
+    mpmath.mp.dps = 50
+    log_rate = 1.5
+    d = Gamma(log_conc, log_rate, backend=backend)
+    a, b = mpmath.exp(log_conc), mpmath.exp(log_rate)
+    x, lp_fused, _ = d.sample_and_score(64, seed=5)
+
+    def ref(v):
+        v = mpmath.mpf(float(v))
+        return float(a * mpmath.log(b) + (a - 1) * mpmath.log(v) - b * v - mpmath.loggamma(a))
+
+    expected = np.array([ref(v) for v in x])
+    slope = np.array([float(abs((a - 1) / mpmath.mpf(float(v)) - b)) for v in x])
+    tol = 1e-13 * (1.0 + np.abs(expected)) + 4.0 * slope * np.spacing(x)
+    assert np.all(np.abs(d.log_prob(x) - expected) <= tol)
+    assert np.all(np.abs(lp_fused - expected) <= tol)
+    entropy = a - mpmath.log(b) + mpmath.loggamma(a) + (1 - a) * mpmath.digamma(a)
+    np.testing.assert_allclose(d.entropy(), float(entropy), rtol=1e-14)

@@ -142,6 +142,34 @@ def _log_pmf_loader(kf, bd0):
 
 
 @jitable
+def bd0(kf, rate, log_rate):
+    """``k log(k/l) + l - k`` (>= 0) for real ``k > 0``, ``l = rate >= 0`` with
+    ``log_rate = log l``, by the branch of the module docstring (Gamma's log-density
+    uses it too, with ``k = alpha - 1``)."""
+    if abs(kf - rate) < 0.1 * (kf + rate):
+        return _bd0_near(kf, rate)
+    t = (kf - rate) / rate if rate >= _TINY else np.inf
+    if t < np.inf:
+        return _bd0_log1p(kf, rate, t)
+    return _bd0_direct(kf, rate, log_rate)
+
+
+def bd0_np(kf, rate, log_rate):
+    """Vectorised :func:`bd0` (float64 arrays of one shape)."""
+    near = np.abs(kf - rate) < 0.1 * (kf + rate)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        t = np.where(rate >= _TINY, (kf - rate) / np.where(rate >= _TINY, rate, 1.0), np.inf)
+    mid = ~near & (t < np.inf)
+    far = ~near & ~mid
+    out = np.empty(kf.shape)
+    out[near] = _bd0_near(kf[near], rate[near])
+    out[mid] = _bd0_log1p(kf[mid], rate[mid], t[mid])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[far] = _bd0_direct(kf[far], rate[far], log_rate[far])
+    return out
+
+
+@jitable
 def _log_pmf1(k, rate, log_rate):
     """log p(k) of one integer k (scalar code)."""
     if k < 0:
@@ -149,15 +177,7 @@ def _log_pmf1(k, rate, log_rate):
     kf = np.float64(k)
     if k < _TABLE_SIZE:
         return _log_pmf_table(kf, k, rate, log_rate)
-    if abs(kf - rate) < 0.1 * (kf + rate):
-        bd0 = _bd0_near(kf, rate)
-    else:
-        t = (kf - rate) / rate if rate >= _TINY else np.inf
-        if t < np.inf:
-            bd0 = _bd0_log1p(kf, rate, t)
-        else:
-            bd0 = _bd0_direct(kf, rate, log_rate)
-    return _log_pmf_loader(kf, bd0)
+    return _log_pmf_loader(kf, bd0(kf, rate, log_rate))
 
 
 def _log_pmf_np(k, rate, log_rate):
@@ -167,17 +187,7 @@ def _log_pmf_np(k, rate, log_rate):
     small = (k >= 0) & (k < _TABLE_SIZE)
     out[small] = _log_pmf_table(kf[small], k[small], rate[small], log_rate[small])
     big = k >= _TABLE_SIZE
-    kb, rb, lb = kf[big], rate[big], log_rate[big]
-    near = np.abs(kb - rb) < 0.1 * (kb + rb)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        t = np.where(rb >= _TINY, (kb - rb) / np.where(rb >= _TINY, rb, 1.0), np.inf)
-    mid = ~near & (t < np.inf)
-    far = ~near & ~mid
-    bd0 = np.empty(kb.shape)
-    bd0[near] = _bd0_near(kb[near], rb[near])
-    bd0[mid] = _bd0_log1p(kb[mid], rb[mid], t[mid])
-    bd0[far] = _bd0_direct(kb[far], rb[far], lb[far])
-    out[big] = _log_pmf_loader(kb, bd0)
+    out[big] = _log_pmf_loader(kf[big], bd0_np(kf[big], rate[big], log_rate[big]))
     return out
 
 

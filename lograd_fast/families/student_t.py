@@ -51,7 +51,7 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log, std_normal
 from ..distribution import Distribution, Family
-from .gamma import checked_exp, lgamma_correction
+from .gamma import checked_exp, digamma_tail, lgamma_correction
 
 LOG_2 = 0.6931471805599453
 HALF_LOG_PI = 0.5723649429247001
@@ -268,24 +268,12 @@ def _half_lgamma_ratio(z: np.ndarray) -> np.ndarray:
     return np.where(z >= _SERIES_FROM, series, direct)
 
 
-# psi(x) = log x - 1/(2x) - sum_k B_2k / (2k x^2k): the coefficients B_2k / (2k)
-_DIGAMMA_SERIES = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12)
-
-
-def _digamma_tail(x: np.ndarray) -> np.ndarray:
-    r2 = 1.0 / (x * x)
-    acc = np.zeros_like(x)
-    for c in reversed(_DIGAMMA_SERIES):
-        acc = acc * r2 + c
-    return acc * r2
-
-
 def _half_digamma_diff(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``D = psi(z + 1/2) - psi(z)`` and ``2 z D - 1`` (numpy), the latter without the
     cancellation of ``2 z D ~ 1`` at large ``z`` (series in ``h = 1/(2z)``)."""
     big = np.maximum(z, _SERIES_FROM)
     h = 0.5 / big
-    tail = _digamma_tail(big + 0.5) - _digamma_tail(big)
+    tail = digamma_tail(big + 0.5) - digamma_tail(big)
     # 2z log1p(h) - 1 = sum_{j>=1} (-h)^j / (j + 1), h <= 0.05: 24 terms reach 1e-33
     log1p_ratio = np.zeros_like(h)
     for j in range(24, 0, -1):
