@@ -121,3 +121,28 @@ def test_kl_of_nearby_distributions_keeps_its_relative_accuracy(cls, p, ref, rel
     expected = ref(p, q)
     assert got >= 0.0
     assert abs(got - float(expected)) <= 1e-9 * float(expected), (got, expected)
+
+
+# ------------------------------------------------------------ NaN without warning (item 15)
+def test_poisson_entropy_of_a_vanishing_rate_is_zero():
+    """log_rate = -1e308: the point mass at 0 (p_k = 0 from k = 2 on, where
+    -exp(lp) * lp was 0 * inf = NaN); mpmath's sum for moderate tiny rates too."""
+    for backend in ("cpu", "numpy"):
+        assert lf.Poisson(-1e308, backend=backend).entropy() == 0.0
+        with mp.workdps(200):  # p_0 = 1 - 5e-131
+            lam = mp.exp(-300)
+            ref = -sum(p * mp.log(p) for p in (mp.exp(-lam) * lam**k / mp.factorial(k)
+                                                for k in range(40)))
+        np.testing.assert_allclose(lf.Poisson(-300.0, backend=backend).entropy(),
+                                   float(ref), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_dirichlet_boundary_point_without_a_limit_is_minus_inf(backend):
+    """x = (0, 0, 1) with alpha = (0.5, 2, 2): factors 0**-0.5 = inf and 0**1 = 0; the
+    product is taken as 0 (0 * inf = 0), never NaN; the other boundary values stay."""
+    d = lf.Dirichlet(np.log([0.5, 2.0, 2.0]), backend=backend)
+    assert d.log_prob(np.array([0.0, 0.0, 1.0])) == -np.inf
+    assert d.log_prob(np.array([0.0, 0.5, 0.5])) == np.inf  # only the inf factor
+    flat = lf.Dirichlet(np.zeros(3), backend=backend)  # alpha = 1: density 2 everywhere
+    np.testing.assert_allclose(flat.log_prob(np.array([0.0, 0.0, 1.0])), np.log(2.0))

@@ -127,6 +127,18 @@ def _check_folds(n_folds: Any) -> int:
     return int(n_folds)
 
 
+def check_terms_finite(sum_t: Any, sum_t2: Any, baseline: Any,
+                       what: str = "f(x)") -> None:
+    """ValueError when the sums (or mean and variance) of the estimator's terms
+    ``(r - b) * score`` are NaN or inf (finite rewards and scores, but a huge constant
+    baseline or reward whose products overflow float64): never a silent inf/NaN."""
+    if np.isfinite(sum_t).all() and np.isfinite(sum_t2).all():
+        return
+    hint = f" or the baseline ({baseline!r})" if isinstance(baseline, float) else ""
+    raise ValueError(f"the estimator's terms (reward - baseline) * score overflow float64: "
+                     f"{what}{hint} is too large in magnitude for the scores")
+
+
 def _moment_rows(acc: np.ndarray) -> tuple:
     """(H, H2, U, U2, UH, V, V2, UV, VH) from score (5) or pair (9) moment rows."""
     if acc.shape[-2] == SCORE_MOMENTS:
@@ -177,11 +189,13 @@ def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: i
         den = tot_h2[None, :] - H2
         with np.errstate(invalid="ignore", divide="ignore"):
             beta = np.where(den > 0.0, (tot_uh[None, :] - UH) / den, 0.0)
-        sum_t = (U - beta * H).sum(axis=0)
-        sum_t2 = (U2 - 2.0 * beta * UH + beta * beta * H2).sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sum_t = (U - beta * H).sum(axis=0)
+            sum_t2 = (U2 - 2.0 * beta * UH + beta * beta * H2).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             extra["baseline_value"] = np.where(tot_h2 > 0, tot_uh / tot_h2, 0.0) + shift
         extra["n_folds"] = acc.shape[0]
+        check_terms_finite(sum_t, sum_t2, baseline)
         return sum_t, sum_t2, extra
     H, H2, U, U2, UH, V, V2, UV, VH = (m.sum(axis=0) for m in (H, H2, U, U2, UH, V, V2, UV, VH))
     S = float(racc[:, 1].sum())
@@ -195,8 +209,11 @@ def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: i
         c = -(b - shift)
     if baseline is not None:
         extra["baseline_value"] = _baseline_value(baseline, racc, shift, n)
-    sum_t = U + a * V + c * H
-    sum_t2 = U2 + a * a * V2 + c * c * H2 + 2 * a * UV + 2 * c * UH + 2 * a * c * VH
+    with np.errstate(over="ignore", invalid="ignore"):
+        sum_t = U + a * V + c * H
+    with np.errstate(over="ignore", invalid="ignore"):
+        sum_t2 = U2 + a * a * V2 + c * c * H2 + 2 * a * UV + 2 * c * UH + 2 * a * c * VH
+    check_terms_finite(sum_t, sum_t2, baseline)
     return sum_t, sum_t2, extra
 
 

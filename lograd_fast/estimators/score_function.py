@@ -49,6 +49,7 @@ from .baselines import (
     _check_folds,
     _finish,
     _update_ema,
+    check_terms_finite,
     reflect_odd_mask,
 )
 from .result import Estimate, _coords, _grad_var, _n_coords, _result, _split
@@ -212,6 +213,8 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
                 extra.setdefault("baseline_value", {})[name] = np.where(
                     den.sum(0) > 0, num.sum(0) / den.sum(0), 0.0)
             t = t - beta[folds] * h
+        with np.errstate(over="ignore", invalid="ignore"):
+            check_terms_finite(t.mean(axis=0), t.var(axis=0), baseline, "a reward")
         grad[name] = np.asarray(t.mean(axis=0), d.dtype)
         var[name] = np.asarray(t.var(axis=0, ddof=1), d.dtype)
         stderr[name] = np.sqrt(var[name] / n).astype(d.dtype)

@@ -10,6 +10,9 @@ Support: rows ``x`` of ``K >= 2`` entries in ``[0, 1]`` summing to 1.  A row wit
 entry outside ``[0, 1]`` or whose sum is off 1 by more than ``1e-4 + K * 2**-23``
 (which admits float32 rounding) is a ``ValueError``.  ``x_k = 0`` gives ``+inf``,
 finite or ``-inf`` as ``alpha_k <`` , ``==`` or ``> 1`` (``0 * log 0`` is 0), never NaN.
+A row with one zero where ``alpha_k > 1`` (a factor 0) and another where
+``alpha_j < 1`` (a factor ``inf``) has no density limit; measure theory's convention
+``0 * inf = 0`` gives ``log_prob = -inf`` there (the literal sum was NaN).
 
 Score (closed form, per component):
 
@@ -150,7 +153,10 @@ class scalar:
     def log_prob1(p, b, x, i):
         acc = 0.0
         for k in range(p.concentration.shape[1]):
-            acc += m.xlogy(p.concentration[b, k] - 1.0, np.float64(x[i, k]))
+            term = m.xlogy(p.concentration[b, k] - 1.0, np.float64(x[i, k]))
+            if term == -np.inf:  # a factor x_k**(alpha_k - 1) = 0: 0 * inf = 0
+                return -np.inf
+            acc += term
         return acc - p.log_norm[b]
 
     @staticmethod
@@ -235,9 +241,12 @@ class vectorised:
         b = np.arange(x.shape[0]) % B
         alpha = p.concentration[b]
         acc = np.zeros(x.shape[0])
+        zero = np.zeros(x.shape[0], bool)
         for k in range(alpha.shape[1]):
-            acc = acc + m.xlogy(alpha[:, k] - 1.0, x[:, k].astype(np.float64))
-        return acc - p.log_norm[b]
+            term = m.xlogy(alpha[:, k] - 1.0, x[:, k].astype(np.float64))
+            zero |= term == -np.inf
+            acc = acc + term
+        return np.where(zero, -np.inf, acc - p.log_norm[b])
 
     @staticmethod
     def score(p, x, B):

@@ -256,6 +256,8 @@ def _entropy_window(rate):
 @jitable
 def _entropy_term(k, rate, log_rate):
     lp = _log_pmf1(k, rate, log_rate)
+    if lp == -np.inf:  # p log p -> 0 (a log_rate of -1e308 gives p_k = 0 from k = 2)
+        return 0.0
     return -m.exp(lp) * lp
 
 
@@ -397,7 +399,8 @@ def _entropy_np(rate, log_rate):
     for j in range(int((k_hi - k_lo).max(initial=-1)) + 1):
         k = k_lo + j
         lp = _log_pmf_np(k, r, lr)
-        acc += np.where(k <= k_hi, -np.exp(lp) * lp, 0.0)
+        with np.errstate(invalid="ignore"):
+            acc += np.where((k <= k_hi) & (lp > -np.inf), -np.exp(lp) * lp, 0.0)
     out[idx] = acc
     return out
 
