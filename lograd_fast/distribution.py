@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -201,6 +202,24 @@ def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str) -> None:
         raise ValueError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
     if isinstance(out, np.ndarray) and not (out.flags.c_contiguous and out.flags.writeable):
         raise ValueError(f"{name} must be a writeable C-contiguous array")
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (bytes); 2**63 where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**63
+
+
+def _bytes_per_draw(d: Any, scores: bool) -> int:
+    """Bytes of one draw's outputs: the sample, and with ``scores`` its log-prob and scores."""
+    size = d._B * math.prod(d.sample_event_shape) * d._sample_dtype.itemsize
+    if scores:
+        item = d.dtype.itemsize
+        size += math.prod(d.batch_shape) * item + sum(
+            d._B * math.prod(tail) * item for tail in d._param_tail.values())
+    return size
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -442,6 +461,8 @@ class Distribution:
         if x.ndim < k or x.shape[x.ndim - k:] != core:
             try:
                 target = np.broadcast_shapes(x.shape, core)
+                if target[len(target) - k:] != core:  # x would grow the batch/event dims
+                    raise ValueError
             except ValueError:
                 raise ValueError(f"x has shape {x.shape}; expected (..., *{core}) "
                                  f"(sample dims then batch and event dims {core})") from None
@@ -470,8 +491,18 @@ class Distribution:
     def _check_score_support(self, x: np.ndarray) -> None:
         """Families override to reject points where the score is undefined (ValueError)."""
 
-    def _check_atoms(self, n: int | None) -> int:
+    def _check_atoms(self, n: int | None, out: Any = None, scores: bool = False) -> int:
+        """``n_atoms`` of a draw call; ValueError naming ``n`` when it is more than
+        2**62 atoms or, without ``out``, when the outputs would not fit in memory."""
         n_atoms = (n or 1) * self._B
+        if out is None and n is not None and n_atoms > 2**24:
+            need = n * _bytes_per_draw(self, scores)
+            have = _memory_bytes()
+            if need > have:
+                raise ValueError(f"n={n} needs {need / 2**30:.4g} GiB for the outputs "
+                                 f"({need} bytes), more than this machine's "
+                                 f"{have / 2**30:.4g} GiB of memory: draw in batches, "
+                                 f"or stream with lf.score_function(d, f, n)")
         if n_atoms > _MAX_ATOMS:
             raise ValueError(f"n={n} asks for {n_atoms} draws, more than 2**62")
         return n_atoms
@@ -486,7 +517,7 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + (np.int64(0),)
-        n_atoms = self._check_atoms(n)
+        n_atoms = self._check_atoms(n, out)
         (x,) = self._outputs(n, out, True, False, False)
         if self.backend == "numpy":
             x[...] = self.family.numpy_ops.sample(self._record, key, n_atoms, self._B,
@@ -504,6 +535,9 @@ class Distribution:
         x, n = self._check_x(x)
         (lp,) = self._outputs(n, out, False, True, False)
         n_atoms = (n or 1) * self._B
+        if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
+            lp[...] = 0.0
+            return lp
         if self.backend == "numpy":
             atoms = self.family.numpy_ops.log_prob(self._record, self._flat_x(x, n_atoms),
                                                    self._B)
@@ -547,8 +581,11 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + (np.int64(0),)
-        n_atoms = self._check_atoms(n)
+        n_atoms = self._check_atoms(n, out, scores=True)
         x, lp, s = self._outputs(n, out, True, True, True)
+        if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
+            lp[...] = 0.0
+            return x, lp, s
         if self.backend == "numpy":
             xs, lps, ss = self.family.numpy_ops.sample_score(self._record, key, n_atoms, self._B,
                                                               self.dtype)
@@ -564,8 +601,10 @@ class Distribution:
 
     def entropy(self) -> np.ndarray:
         """Differential entropy (or Shannon entropy), summed over event dims: ``batch_shape``."""
-        out = np.empty(self.batch_shape, np.float64)
-        if self.backend == "numpy":
+        out = np.zeros(self.batch_shape, np.float64)
+        if self._B == 0:  # a zero-size batch: empty sums
+            pass
+        elif self.backend == "numpy":
             ent = self.family.numpy_ops.entropy(self._record)
             out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
@@ -587,8 +626,10 @@ class Distribution:
         p = self._record
         if p.__class__ is not q.__class__ or other.dtype != self.dtype:
             q = type(p)(*(np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(q, p)))
-        out = np.empty(self.batch_shape, np.float64)
-        if self.backend == "numpy":
+        out = np.zeros(self.batch_shape, np.float64)
+        if self._B == 0:  # a zero-size batch: empty sums
+            pass
+        elif self.backend == "numpy":
             kl = self.family.numpy_ops.kl(p, q)
             out[...] = kl.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:

@@ -55,7 +55,7 @@ from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import std_gamma_log
-from ..distribution import Distribution, Family
+from ..distribution import Distribution, Family, as_float_param
 from .gamma import HALF_LOG_2PI, checked_exp, lgamma_correction
 
 
@@ -368,7 +368,8 @@ class Dirichlet(Distribution):
     family = FAMILY
 
     def __init__(self, log_concentration, *, backend: str = "cpu"):
-        if np.ndim(log_concentration) < 1:
+        log_concentration = as_float_param(log_concentration, "log_concentration")
+        if log_concentration.ndim < 1:
             raise ValueError("log_concentration must have at least one dimension "
                              "(the K components)")
         self._setup({"log_concentration": log_concentration}, backend=backend)

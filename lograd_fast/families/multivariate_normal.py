@@ -431,14 +431,15 @@ FAMILY = Family(
 register(MultivariateNormalParams, scalar)
 
 
-def _shape(value) -> tuple:
-    """The shape of an array-like without converting it (tensors, device arrays)."""
+def _shape(value, name: str) -> tuple:
+    """The shape of an array-like without converting arrays (tensors, device arrays);
+    nested lists go through :func:`as_float_param` (a TypeError naming ``name`` if ragged)."""
     shape = getattr(value, "shape", None)
-    return tuple(shape) if shape is not None else np.shape(value)
+    return tuple(shape) if shape is not None else as_float_param(value, name).shape
 
 
 def _check_shapes(loc, raw, raw_name: str) -> None:
-    loc_shape, raw_shape = _shape(loc), _shape(raw)
+    loc_shape, raw_shape = _shape(loc, "loc"), _shape(raw, raw_name)
     if len(raw_shape) < 2 or raw_shape[-1] != raw_shape[-2]:
         raise ValueError(f"{raw_name} must be square in its last two dims (..., D, D), "
                          f"got shape {raw_shape}")
