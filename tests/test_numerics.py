@@ -146,3 +146,73 @@ def test_dirichlet_boundary_point_without_a_limit_is_minus_inf(backend):
     assert d.log_prob(np.array([0.0, 0.5, 0.5])) == np.inf  # only the inf factor
     flat = lf.Dirichlet(np.zeros(3), backend=backend)  # alpha = 1: density 2 everywhere
     np.testing.assert_allclose(flat.log_prob(np.array([0.0, 0.0, 1.0])), np.log(2.0))
+
+
+# ------------------------------------------------------ underflow at small concentrations (item 13)
+@pytest.mark.parametrize("make,name", [
+    (lambda v: lf.Gamma(v, 0.0), "log_concentration"),
+    (lambda v: lf.Beta(v, 0.0), "log_alpha"),
+    (lambda v: lf.Beta(0.0, v), "log_beta"),
+    (lambda v: lf.Dirichlet(np.array([0.0, v])), "log_concentration"),
+])
+def test_concentrations_below_the_supported_range_are_refused(make, name):
+    with pytest.raises(ValueError, match=f"{name} out of range: concentrations below 0.001"):
+        make(np.log(9e-4))
+    make(np.log(1e-3))  # the documented edge works
+    make(np.float32(np.log(1e-3)))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_underflowed_draws_name_the_underflow_end_to_end(backend):
+    """At alpha = 1e-3 about half of the Gamma draws underflow to 0.0: the score there
+    is -inf and the rewards-path estimate was NaN.  Now score(x) and
+    score_function(rewards=, x=) refuse with a message naming the underflow and the
+    way out (the fused scores), and that way gives a finite, unbiased estimate:
+    d/dlog_rate E[x] = -E[x] = -alpha / rate."""
+    d = lf.Gamma(np.log(1e-3), 0.0, backend=backend)
+    x, _, s = d.sample_and_score(40_000, seed=3)
+    assert (x == 0.0).mean() > 0.4
+    with pytest.raises(ValueError, match="underflowed.*sample_and_score"):
+        d.score(x)
+    with pytest.raises(ValueError, match="underflowed"):
+        lf.score_function(d, rewards=x, x=x)
+    est = lf.batched_score_function(x, s["log_rate"])
+    assert abs(float(est.grad["score"]) + 1e-3) <= 5 * float(est.stderr["score"])
+    assert np.isfinite(est.grad["score"])
+
+
+# ----------------------------------------------------------- draws that overflow (item 14)
+@pytest.mark.parametrize("make,names", [
+    (lambda: lf.LogNormal(710.0, np.log(0.2)), "loc/log_scale"),
+    (lambda: lf.LogNormal(0.0, 20.0), "loc/log_scale"),
+    (lambda: lf.LogNormal(-700.0, 0.0), "loc/log_scale"),  # draws round to 0
+    (lambda: lf.StudentT(0.0, 0.0, -20.0), "log_df"),
+    (lambda: lf.Gamma(0.0, -710.0), "log_rate"),
+    (lambda: lf.MultivariateNormal(np.zeros(2), np.array([[0.0, 0.0], [1e308, 0.0]])),
+     "scale_tril_unconstrained"),
+    (lambda: lf.Normal(1e308, 708.0), "log_scale"),
+    (lambda: lf.Normal(np.float32(3e38), np.float32(86.0)), "loc"),
+    (lambda: lf.Laplace(0.0, 706.0), "log_scale"),
+    (lambda: lf.Exponential(-707.0), "log_rate"),
+    (lambda: lf.StudentT(np.float32(0.0), np.float32(0.0), np.float32(np.log(0.3))), "log_df"),
+], ids=range(11))
+def test_parameters_whose_draws_overflow_are_refused(make, names):
+    with pytest.raises(ValueError, match=f"{names}.* out of range: .*(overflow|towards 0)"):
+        make()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: lf.LogNormal(700.0, np.log(0.5)), lambda: lf.LogNormal(-700.0, np.log(0.5)),
+    lambda: lf.Gamma(np.log(1e3), -700.0), lambda: lf.Exponential(-700.0),
+    lambda: lf.Normal(1e308, 0.0), lambda: lf.StudentT(0.0, 0.0, np.log(0.15)),
+    lambda: lf.Laplace(0.0, 700.0),
+    lambda: lf.MultivariateNormal(np.zeros(2), np.array([[0.0, 0.0], [1e300, 0.0]])),
+    lambda: lf.LogNormal(np.float32(78.0), np.float32(0.0)),
+], ids=range(9))
+def test_parameters_near_the_edge_draw_finite_values(make):
+    dist = make()
+    x, lp, s = dist.sample_and_score(20_000, seed=9)
+    assert np.all(np.isfinite(x)) and np.all(np.isfinite(lp))
+    assert all(np.all(np.isfinite(v)) for v in s.values())
+    if isinstance(dist, lf.LogNormal):
+        assert np.all(x > 0.0)

@@ -58,7 +58,7 @@ from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log
 from ..distribution import Distribution, Family
 from .dirichlet import log_multivariate_beta
-from .gamma import checked_exp
+from .gamma import boundary_score_error, check_concentration, checked_exp
 
 
 class BetaParams(NamedTuple):
@@ -229,6 +229,8 @@ class vectorised:
 
 
 def _prepare(flat: dict) -> dict:
+    check_concentration(flat["log_alpha"], "log_alpha")
+    check_concentration(flat["log_beta"], "log_beta")
     a = checked_exp(flat["log_alpha"].astype(np.float64), "log_alpha")
     b = checked_exp(flat["log_beta"].astype(np.float64), "log_beta")
     ab = a + b
@@ -283,6 +285,8 @@ class Beta(Distribution):
         if not np.all(_in_support(x)):
             raise ValueError("x has values outside the support [0, 1] of the Beta: "
                              "their log_prob is -inf and the score is undefined")
+        if ((x == 0.0) | (x == 1.0)).any():
+            raise boundary_score_error("Beta", "0 or 1")
 
     @property
     def alpha(self) -> np.ndarray:

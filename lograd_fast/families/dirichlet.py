@@ -56,7 +56,13 @@ from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import std_gamma_log
 from ..distribution import Distribution, Family, as_float_param
-from .gamma import HALF_LOG_2PI, checked_exp, lgamma_correction
+from .gamma import (
+    HALF_LOG_2PI,
+    boundary_score_error,
+    check_concentration,
+    checked_exp,
+    lgamma_correction,
+)
 
 
 class DirichletParams(NamedTuple):
@@ -327,6 +333,7 @@ def _prepare(flat: dict) -> dict:
     if log_alpha.shape[1] < 2:
         raise ValueError("log_concentration must have at least 2 components in its last "
                          f"dim (the simplex), got {log_alpha.shape[1]}")
+    check_concentration(log_alpha, "log_concentration")
     alpha = checked_exp(log_alpha, "log_concentration")
     log_norm = log_multivariate_beta(alpha)
     digamma_alpha = np.asarray(m.digamma(alpha), np.float64)
@@ -374,6 +381,10 @@ class Dirichlet(Distribution):
                              "(the K components)")
         self._setup({"log_concentration": log_concentration}, backend=backend)
         self.K = int(self._record.concentration.shape[1])
+
+    def _check_score_support(self, x: np.ndarray) -> None:
+        if (x == 0.0).any():
+            raise boundary_score_error("Dirichlet", "0")
 
     def _check_support(self, x: np.ndarray) -> None:
         if x.size == 0:

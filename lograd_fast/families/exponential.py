@@ -37,6 +37,7 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_exponential
 from ..distribution import Distribution, Family
+from .normal import TAIL_S, check_draws_fit
 
 
 class ExponentialParams(NamedTuple):
@@ -165,6 +166,11 @@ def _prepare(flat: dict) -> dict:
     if bad.any():
         raise ValueError("log_rate out of range: exp(log_rate) over- or underflows "
                          f"(e.g. {log_rate[bad].ravel()[0]})")
+    dtype = flat["log_rate"].dtype
+    with np.errstate(over="ignore"):
+        extent = TAIL_S * inv_rate
+    check_draws_fit(extent, float(np.finfo(dtype).max), "log_rate",
+                    f"draws E / rate would overflow {dtype.name}")
     return {"rate": rate, "inv_rate": inv_rate}
 
 

@@ -58,6 +58,7 @@ Dirichlet and Wishart densities" (2001).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -68,6 +69,7 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log
 from ..distribution import Distribution, Family
+from .normal import TAIL_S, check_draws_fit
 from .poisson import _log_pmf_loader, bd0, bd0_np
 
 
@@ -315,6 +317,32 @@ def entropy_std(alpha: np.ndarray) -> np.ndarray:
     return np.where(alpha >= 10.0, series, literal)
 
 
+#: the smallest concentration (Gamma, Beta, Dirichlet) the sampler supports: below it
+#: ``log(U) / alpha`` of the log-space boost leaves float64's range
+MIN_CONCENTRATION = 1e-3
+_LOG_MIN_CONCENTRATION = math.log(MIN_CONCENTRATION)
+
+
+def check_concentration(log_value: np.ndarray, name: str) -> None:
+    """ValueError naming ``name`` where ``exp(log_value) < MIN_CONCENTRATION`` (beyond the
+    float32 rounding of ``log(1e-3)``: ``np.float32(np.log(1e-3))`` is accepted)."""
+    bad = ~(log_value >= _LOG_MIN_CONCENTRATION - 1e-6)
+    if bad.any():
+        raise ValueError(f"{name} out of range: concentrations below {MIN_CONCENTRATION} "
+                         f"(log {_LOG_MIN_CONCENTRATION:.4f}) are not supported, got "
+                         f"{float(log_value[bad].ravel()[0])}")
+
+
+def boundary_score_error(family: str, where: str) -> ValueError:
+    """The error of ``score(x)`` at a boundary point, where the score is infinite."""
+    return ValueError(
+        f"x has entries equal to {where}, where the {family} score is -inf.  Draws land "
+        f"there when they are closer to {where} than the dtype can represent (they "
+        "underflowed: common at small concentrations, e.g. 47% of the float64 draws of "
+        "Gamma(concentration=1e-3) are 0.0).  Use the scores of sample_and_score, "
+        "computed at the exact log-space draw, e.g. with lf.batched_score_function")
+
+
 def checked_exp(log_value: np.ndarray, name: str, factor: float = 1.0) -> np.ndarray:
     """``exp(factor * log_value)`` (numpy, float64); ValueError naming ``name`` if it
     over- or underflows (``log_value`` is the user's parameter ``name``)."""
@@ -328,6 +356,7 @@ def checked_exp(log_value: np.ndarray, name: str, factor: float = 1.0) -> np.nda
 
 
 def _prepare(flat: dict) -> dict:
+    check_concentration(flat["log_concentration"], "log_concentration")
     alpha = checked_exp(flat["log_concentration"].astype(np.float64), "log_concentration")
     rate = checked_exp(flat["log_rate"].astype(np.float64), "log_rate")
     lgamma_alpha = np.asarray(m.lgamma(alpha), np.float64)
@@ -336,6 +365,13 @@ def _prepare(flat: dict) -> dict:
     if bad.any():
         raise ValueError("log_concentration out of range: lgamma/digamma of the "
                          f"concentration overflow (e.g. {np.log(alpha[bad].ravel()[0])})")
+    # G ~ Gamma(alpha, 1) is sub-gamma: P(G > alpha + sqrt(2 alpha s) + s) <= e**-s
+    g_tail = alpha + np.sqrt(2.0 * TAIL_S * alpha) + TAIL_S
+    dtype = flat["log_rate"].dtype
+    log_rate = flat["log_rate"].astype(np.float64)
+    check_draws_fit(np.log(g_tail) - log_rate, float(np.log(np.finfo(dtype).max)),
+                    "log_concentration/log_rate",
+                    f"log of the draws G / rate would overflow {dtype.name}")
     return {"concentration": alpha, "rate": rate, "lgamma_concentration": lgamma_alpha,
             "digamma_concentration": digamma_alpha, "entropy_std": entropy_std(alpha)}
 
@@ -380,6 +416,8 @@ class Gamma(Distribution):
         if not np.all(_in_support(x)):
             raise ValueError("x has values outside the support [0, inf) of the Gamma: "
                              "their log_prob is -inf and the score is undefined")
+        if (x == 0.0).any():
+            raise boundary_score_error("Gamma", "0")
 
     @property
     def concentration(self) -> np.ndarray:

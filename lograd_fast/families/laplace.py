@@ -46,7 +46,7 @@ from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import philox_block, u01_f32, u01_f64
 from ..distribution import Distribution, Family
-from .normal import prepare_scale
+from .normal import TAIL_S, check_draws_fit, prepare_scale
 
 LOG_2 = 0.6931471805599453
 _U = np.uint64
@@ -237,13 +237,23 @@ class vectorised:
                    q.log_scale.astype(f), p.inv_scale, q.inv_scale)
 
 
+def _prepare(flat: dict) -> dict:
+    derived = prepare_scale(flat)
+    dtype = flat["loc"].dtype
+    with np.errstate(over="ignore"):  # |l| = -log(u) > TAIL_S with probability 2**-64
+        extent = np.abs(flat["loc"].astype(np.float64)) + TAIL_S * derived["scale"]
+    check_draws_fit(extent, float(np.finfo(dtype).max), "loc/log_scale",
+                    f"draws loc + scale l would overflow {dtype.name}")
+    return derived
+
+
 FAMILY = Family(
     name="Laplace",
     params_cls=LaplaceParams,
     scores_cls=LaplaceScores,
     param_names=("loc", "log_scale"),
     param_event_ndims=(0, 0),
-    prepare=prepare_scale,
+    prepare=_prepare,
     numpy_ops=vectorised,
     reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )

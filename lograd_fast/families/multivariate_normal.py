@@ -73,6 +73,7 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
 from ..distribution import Distribution, Family, as_float_param
+from .normal import Z_TAIL, check_draws_fit
 
 HALF_LOG_2PI = 0.9189385332046727
 MAX_DIM = 64
@@ -414,6 +415,14 @@ def _prepare(flat: dict) -> dict:
                          "definite in floating point")
     tril = np.tril(raw, -1)
     tril[:, np.arange(D), np.arange(D)] = diag
+    # coordinate j of L z is N(0, |row j of L|^2): its norm, scaled against overflow
+    top = np.abs(tril).max(axis=2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        row_norm = top * np.sqrt(((tril / top[:, :, None]) ** 2).sum(axis=2))
+        extent = np.abs(flat["loc"].astype(np.float64)) + Z_TAIL * row_norm
+    dtype = flat["loc"].dtype
+    check_draws_fit(extent, float(np.finfo(dtype).max), "loc/scale_tril_unconstrained",
+                    f"draws loc + L z would overflow {dtype.name}")
     return {"scale_tril": tril, "log_det": log_diag.sum(axis=1)}
 
 

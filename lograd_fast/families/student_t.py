@@ -52,6 +52,7 @@ from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log, std_normal
 from ..distribution import Distribution, Family
 from .gamma import checked_exp, digamma_tail, lgamma_correction
+from .normal import TAIL_S, Z_TAIL, check_draws_fit
 
 LOG_2 = 0.6931471805599453
 HALF_LOG_PI = 0.5723649429247001
@@ -304,6 +305,17 @@ def _prepare(flat: dict) -> dict:
     log_norm = _half_lgamma_ratio(half_df) - HALF_LOG_PI - half_log_df - log_scale
     if not (np.all(np.isfinite(log_norm)) and np.all(np.isfinite(df_score_const))):
         raise ValueError("log_df out of range: the Student-t normaliser overflows")
+    # |a| = |z| / sqrt(2 G) > A needs |z| > Z_TAIL (probability 2**-64) or G < y, whose
+    # probability is at most y**h / Gamma(h + 1) (h = nu/2): 2**-64 at the y below
+    log_y = (np.asarray(m.lgamma(half_df + 1.0), np.float64) - TAIL_S) / half_df
+    log_a_tail = np.log(Z_TAIL) - 0.5 * (LOG_2 + log_y)
+    dtype = flat["loc"].dtype
+    with np.errstate(over="ignore"):
+        extent = (np.abs(flat["loc"].astype(np.float64))
+                  + np.exp(np.log(scale_root_df) + log_a_tail))
+    check_draws_fit(extent, float(np.finfo(dtype).max), "log_df/log_scale/loc",
+                    f"draws loc + scale sqrt(df) z / sqrt(chi2) would overflow {dtype.name} "
+                    "(heavy tails)")
     return {"df": df, "half_df": half_df, "scale_root_df": scale_root_df,
             "inv_scale_root_df": inv_scale_root_df, "log_norm": log_norm,
             "digamma_diff": digamma_diff, "df_score_const": df_score_const}
