@@ -216,3 +216,41 @@ def test_parameters_near_the_edge_draw_finite_values(make):
     assert all(np.all(np.isfinite(v)) for v in s.values())
     if isinstance(dist, lf.LogNormal):
         assert np.all(x > 0.0)
+
+
+# --------------------------------------------------------- fused vs separate exactness (item 5)
+def test_fused_scores_are_exact_at_the_unrounded_draw_and_score_at_the_stored_one():
+    """What the family docstrings state (Normal at loc = 1e3, log_scale = -20, where the
+    two differ by 0.4%): the fused scores equal mpmath's score at the real-valued draw
+    loc + scale z (z: the same stream's standard normal, the draws of Normal(0, 0)),
+    score(x) mpmath's at the stored x.  Exponential likewise with E = lambda x."""
+    loc, log_scale = 1e3, -20.0
+    z = lf.Normal(0.0, 0.0).sample(200, seed=4)
+    x, _, s = lf.Normal(loc, log_scale).sample_and_score(200, seed=4)
+    sep = lf.Normal(loc, log_scale).score(x)
+    inv = mp.exp(-mp.mpf(log_scale))
+    fused_ref = np.array([float(mp.mpf(float(v)) * inv) for v in z])  # (x* - loc)/scale^2
+    stored_ref = np.array([float((mp.mpf(float(v)) - loc) * inv**2) for v in x])
+    np.testing.assert_allclose(s["loc"], fused_ref, rtol=1e-14)
+    np.testing.assert_allclose(sep["loc"], stored_ref, rtol=1e-14)
+    assert np.max(np.abs(sep["loc"] / s["loc"] - 1.0)) > 1e-3  # the rounding of x
+    e = lf.Exponential(0.0).sample(200, seed=4)
+    x, _, s = lf.Exponential(3.0).sample_and_score(200, seed=4)
+    np.testing.assert_allclose(s["log_rate"], 1.0 - e, rtol=1e-15, atol=1e-15)
+    rate = mp.exp(3)
+    np.testing.assert_allclose(lf.Exponential(3.0).score(x)["log_rate"],
+                               [float(1 - rate * mp.mpf(float(v))) for v in x], rtol=1e-13,
+                               atol=1e-15)
+
+
+# ------------------------------------------------------------------ seeds and streams (item 7)
+def test_same_seed_and_stream_share_blocks_across_families_and_streams_separate_them():
+    """What the README says: one seed and stream give two families the same Philox
+    blocks (|Normal| and Exponential draws correlate strongly); a stream per
+    distribution makes them independent (correlation within 5 SE of 0)."""
+    n = 20_000
+    z = np.abs(lf.Normal(0.0, 0.0).sample(n, seed=7))
+    same = lf.Exponential(0.0).sample(n, seed=7)
+    other = lf.Exponential(0.0).sample(n, seed=7, stream=1)
+    assert abs(np.corrcoef(z, same)[0, 1]) > 0.3
+    assert abs(np.corrcoef(z, other)[0, 1]) < 5.0 / np.sqrt(n)

@@ -38,6 +38,9 @@ probability is exact up to the ``2**-52`` grid of ``u`` (``p = 0`` never gives 1
 Reference: the logit parametrisation of generalised linear models (McCullagh &
 Nelder, *Generalized Linear Models*, 2nd ed., ch. 4); ``log sigma(l) =
 -softplus(-l)`` as in TensorFlow Probability's and PyTorch's ``Bernoulli(logits)``.
+
+Exactness (fused vs separate): identical -- the samples are exact 0/1, so
+``sample_and_score`` and ``score(x)`` / ``log_prob(x)`` see the same outcome.
 """
 
 from __future__ import annotations

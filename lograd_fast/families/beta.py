@@ -39,10 +39,17 @@ Sampling: two Gammas drawn one after the other from the atom's stream,
 ``0/0``) give ``x`` in ``[0, 1]`` and never NaN; ``x`` rounds to exactly 0 or 1 when
 it is closer than a float allows.  The fused ``sample_and_score`` evaluates
 ``log_prob`` and the scores at the exact log-space draw (finite), while
-``log_prob(x)`` / ``score(x)`` of a stored ``x`` of 0 or 1 give the boundary values above.
+``log_prob(x)`` of a stored ``x`` of 0 or 1 gives the boundary values above and
+``score(x)`` there (``-inf``) is a ValueError naming the underflow.
 
 References: Marsaglia & Tsang (2000) for the Gammas; the Beta/Dirichlet entropy and KL
 e.g. in Penny, "KL-divergences of Normal, Gamma, Dirichlet and Wishart densities" (2001).
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded
+``(log x, log(1 - x))``; ``score(x)`` / ``log_prob(x)`` at the stored, rounded ``x``.
+Where ``x`` rounded onto 0 or 1 (small ``a`` or ``b``), ``score(x)`` is a ValueError
+naming the underflow (the score there is ``-inf``): use the fused scores.
+Concentrations below ``1e-3`` are refused.
 """
 
 from __future__ import annotations

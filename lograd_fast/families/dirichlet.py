@@ -42,6 +42,12 @@ so float32 sampling costs about twice the Gamma draws.  The fused
 References: Devroye, "Non-Uniform Random Variate Generation" (1986), XI.4 (Dirichlet
 from Gammas); Penny, "KL-divergences of Normal, Gamma, Dirichlet and Wishart densities"
 (2001); R's ``lbeta`` (nmath) for the large-argument ``log B``.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded
+``log x_k``; ``score(x)`` / ``log_prob(x)`` at the stored, rounded row.  Where an entry
+underflowed to 0 (small ``alpha_k``), ``score(x)`` is a ValueError naming the underflow
+(the score there is ``-inf``): use the fused scores.  Concentrations below ``1e-3`` are
+refused.
 """
 
 from __future__ import annotations

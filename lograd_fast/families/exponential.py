@@ -23,6 +23,10 @@ float32).  Pathwise (``reparam1``): ``dx/d log_rate = -x``.
 
 Reference: any text on the exponential family, e.g. Johnson, Kotz & Balakrishnan,
 *Continuous Univariate Distributions* vol. 1, ch. 19.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+(``lambda x = E`` itself); ``score(x)`` / ``log_prob(x)`` at the stored, rounded ``x``
+(``1 - lambda x``); they differ by one rounding of ``x``.
 """
 
 from __future__ import annotations

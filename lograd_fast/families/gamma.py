@@ -49,11 +49,18 @@ in log space), computed as ``x = exp(log G - log beta)``.  For ``alpha`` ~ 1e-3 
 half of the draws are below the smallest float64 and round to ``x = 0``; the fused
 ``sample_and_score`` evaluates ``log_prob`` and the scores at the exact log-space draw
 ``log x = log G - log beta`` (finite), so they stay finite there, while
-``log_prob(x)`` / ``score(x)`` of the stored ``x = 0`` give the ``x = 0`` values above.
+``log_prob(x)`` of the stored ``x = 0`` gives the ``x = 0`` values above, and
+``score(x)`` there (``-inf``) is a ValueError naming the underflow.
 
 References: Marsaglia & Tsang, "A simple method for generating gamma variables",
 ACM TOMS 26(3), 2000; the Gamma KL e.g. in Penny, "KL-divergences of Normal, Gamma,
 Dirichlet and Wishart densities" (2001).
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded log-space
+draw ``log x = log G - log beta``; ``score(x)`` / ``log_prob(x)`` at the stored,
+rounded ``x``.  Where ``x`` underflowed to 0 (small ``alpha``) the two differ
+completely: ``score(x)`` is then a ValueError naming the underflow (the score at 0 is
+``-inf``), so use the fused scores.  Concentrations below ``1e-3`` are refused.
 """
 
 from __future__ import annotations

@@ -32,6 +32,10 @@ from one Philox block (float64: ``u`` from 52 bits of words 0-1, ``s`` from word
 separate bit, so the draw is exactly symmetric about ``mu``.
 Antithetic partner (``reflect1``): ``2 mu - x``.  Pathwise (``reparam1``):
 ``dx/dloc = 1``, ``dx/dlog_scale = x - mu = b s E``.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+(from the standardised ``l``: exact sign and distance); ``score(x)`` / ``log_prob(x)``
+at the stored, rounded ``x`` (a draw that rounds onto ``loc`` gets the kink's 0).
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ be ``inf``, or 0 outside the support.
 
 Reference: Johnson, Kotz & Balakrishnan, *Continuous Univariate Distributions*
 vol. 1, ch. 14.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+``log x = loc + scale z`` (from ``z``); ``score(x)`` / ``log_prob(x)`` at the stored,
+rounded ``x`` (through ``log x``).  They differ by the rounding of ``x`` relative to
+``scale``.
 """
 
 from __future__ import annotations

@@ -55,6 +55,11 @@ Entropy ``D/2 (1 + log 2 pi) + sum_k S_kk``.  KL (e.g. Rasmussen & Williams,
 Scratch space: forward/back substitution need one length-``D`` float64 vector per
 atom.  Entry points get it from :func:`local_vector`, a fixed ``MAX_DIM`` array on
 the stack (CPU) or in thread-local memory (CUDA); nothing is allocated on the heap.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+``loc + L z`` (from ``z``, no substitution); ``score(x)`` / ``log_prob(x)`` at the
+stored, rounded ``x`` (forward substitution).  They differ by the rounding of ``x``
+relative to ``L``.
 """
 
 from __future__ import annotations

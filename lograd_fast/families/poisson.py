@@ -54,6 +54,9 @@ Entropy (no closed form), accurate to ~1e-13:
 ``KL(p||q) = lambda_p (expm1(-d) + d)`` with ``d = log_rate_p - log_rate_q`` for
 ``|d| < 1`` (``maths.expm1mx``: exactly 0 for ``p = q``, full relative accuracy for
 ``p ~ q``), else ``lambda_q - lambda_p + lambda_p d``.  Mean ``lambda``.
+
+Exactness (fused vs separate): identical -- counts are exact integers, so
+``sample_and_score`` and ``score(x)`` / ``log_prob(x)`` see the same ``k``.
 """
 
 from __future__ import annotations

@@ -37,6 +37,10 @@ the exact ``log|a|``.  Symmetric: ``reflect1`` gives the antithetic ``2 loc - x`
 References: Johnson, Kotz & Balakrishnan, "Continuous Univariate Distributions" vol. 2,
 ch. 28 (density, entropy); Abramowitz & Stegun 6.1.40-41, 6.3.18 (Stirling and
 digamma series).
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+(from ``a`` and ``log a**2``); ``score(x)`` / ``log_prob(x)`` at the stored, rounded
+``x``.  They differ by the rounding of ``x`` relative to ``scale sqrt(df)``.
 """
 
 from __future__ import annotations

@@ -60,6 +60,11 @@ arguments, so ``KL(TanhNormal p || TanhNormal q) = KL(N p || N q)``.
 
 Reference: Haarnoja et al., "Soft Actor-Critic" (ICML 2018), appendix C (the
 squashed Gaussian and its log-det).
+
+Exactness (fused vs separate): the same numbers -- both are exact for the *stored*
+sample (``u = atanh(x)`` of the rounded, clipped ``x``), a deliberate choice: near
+``+-1`` rounding ``x`` moves ``u`` by up to ~0.3, and the log-prob and scores must
+describe the action actually returned.
 """
 
 from __future__ import annotations
