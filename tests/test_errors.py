@@ -71,8 +71,10 @@ def test_bad_n(n, exc):
 
 
 def test_too_many_atoms():
-    with pytest.raises(ValueError, match="2\\*\\*62"):
+    with pytest.raises(ValueError, match=f"n={2**61} (needs|asks)"):  # memory or 2**62 atoms
         lf.Normal(np.zeros(4), 0.0).sample(2**61)
+    with pytest.raises(ValueError, match="2\\*\\*62"):  # with out= (nothing to allocate)
+        lf.Normal(np.zeros(4), 0.0).sample(2**61, out=np.empty(0))
 
 
 @pytest.mark.parametrize("seed,exc", [(-1, ValueError), (2**64, ValueError), (1.5, TypeError)])

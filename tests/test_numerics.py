@@ -95,7 +95,7 @@ KL_CASES = [
     (lf.Poisson, (2.0,), _kl_poisson),
     (lf.Laplace, (0.3, -0.2), _kl_laplace),
     (lf.Gamma, (np.log(2.5), 0.0), _kl_gamma),
-    (lf.Gamma, (np.log(1e-3), 3.0), _kl_gamma),
+    (lf.Gamma, (np.log(1e-2), 3.0), _kl_gamma),
     (lf.Gamma, (np.log(3e5), -1.0), _kl_gamma),
     (lf.Beta, (np.log(2.5), np.log(0.7)), _kl_beta),
     (lf.Beta, (np.log(300.0), np.log(0.01)), _kl_beta),
