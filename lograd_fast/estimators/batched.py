@@ -226,7 +226,8 @@ def batched_score_function(rewards: Any, scores: Any, *, baseline: Any = "loo",
         D = math.prod(tail)
         sf = np.ascontiguousarray(s.reshape(R, N, D))
         if backend == "numpy":
-            g, v, t = _batched_numpy(rf, sf.astype(np.float64, copy=False), baseline, K)
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                g, v, t = _batched_numpy(rf, sf.astype(np.float64, copy=False), baseline, K)
         else:
             g, v = np.empty((R, D)), np.empty((R, D))
             t = np.empty((R, N, D)) if return_terms else np.empty((R, 0, 0))
