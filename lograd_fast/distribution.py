@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -54,6 +55,11 @@ class Family:
     ``prepare_checks_finite``  ``prepare`` itself rejects NaN (and +inf) parameters
                      with the same ``ValueError`` as :func:`check_finite` (which is
                      then not run: one pass over the parameters less).
+    ``reflect_odd``  families with a ``reflect1`` entry point: the parameters whose
+                     score is odd under the reflection, ``s(reflect(x)) = -s(x)``
+                     (``loc`` of a symmetric family); the others' scores are even.
+                     The antithetic estimator uses it (the pair average of an odd
+                     score is identically 0).
     """
 
     name: str
@@ -66,6 +72,7 @@ class Family:
     sample_event_shape: Callable[[Any], tuple] = lambda p: ()
     discrete: bool = False
     prepare_checks_finite: bool = False
+    reflect_odd: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -137,7 +144,11 @@ def as_float_param(value: Any, name: str) -> np.ndarray:
 
 
 def common_dtype(arrays: list[np.ndarray], scalars: list[bool]) -> np.dtype:
-    """float32 if every *array* parameter is float32 (Python scalars don't upcast)."""
+    """float32 if every *array* parameter is float32 (Python scalars don't upcast).
+
+    ``scalars[i]`` marks a *Python* ``int``/``float``: weakly typed, as in numpy's
+    NEP 50.  A numpy scalar (``np.float32(0.5)``) carries its dtype and counts as an
+    array of that dtype."""
     kinds = [a.dtype for a, s in zip(arrays, scalars) if not s]
     if kinds and all(k == np.float32 for k in kinds):
         return np.dtype(np.float32)
@@ -226,6 +237,24 @@ def check_no_overlap(arrays: list[tuple[str, Any]]) -> None:
                                  "buffer of its own")
 
 
+def _memory_bytes() -> int:
+    """This machine's physical memory (bytes); 2**63 where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**63
+
+
+def _bytes_per_draw(d: Any, scores: bool) -> int:
+    """Bytes of one draw's outputs: the sample, and with ``scores`` its log-prob and scores."""
+    size = d._B * math.prod(d.sample_event_shape) * d._sample_dtype.itemsize
+    if scores:
+        item = d.dtype.itemsize
+        size += math.prod(d.batch_shape) * item + sum(
+            d._B * math.prod(tail) * item for tail in d._param_tail.values())
+    return size
+
+
 # ----------------------------------------------------------------------------- layouts
 class _Layout(NamedTuple):
     """Everything :meth:`Distribution._setup` derives from the parameters' shapes and
@@ -277,7 +306,7 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
             or event_ndims < 0:
         raise ValueError(f"event_ndims must be a non-negative int, got {event_ndims!r}")
     arrays = [as_float_param(params[k], k) for k in fam.param_names]
-    scalars = [np.ndim(params[k]) == 0 and not isinstance(params[k], np.ndarray)
+    scalars = [isinstance(params[k], (int, float)) and not isinstance(params[k], np.generic)
                for k in fam.param_names]
     dtype = common_dtype(arrays, scalars)
     arrays = [a.astype(dtype, copy=False) for a in arrays]
@@ -470,6 +499,8 @@ class Distribution:
         if x.ndim < k or x.shape[x.ndim - k:] != core:
             try:
                 target = np.broadcast_shapes(x.shape, core)
+                if target[len(target) - k:] != core:  # x would grow the batch/event dims
+                    raise ValueError
             except ValueError:
                 raise ValueError(f"x has shape {x.shape}; expected (..., *{core}) "
                                  f"(sample dims then batch and event dims {core})") from None
@@ -498,8 +529,18 @@ class Distribution:
     def _check_score_support(self, x: np.ndarray) -> None:
         """Families override to reject points where the score is undefined (ValueError)."""
 
-    def _check_atoms(self, n: int | None) -> int:
+    def _check_atoms(self, n: int | None, out: Any = None, scores: bool = False) -> int:
+        """``n_atoms`` of a draw call; ValueError naming ``n`` when it is more than
+        2**62 atoms or, without ``out``, when the outputs would not fit in memory."""
         n_atoms = (n or 1) * self._B
+        if out is None and n is not None and n_atoms > 2**24:
+            need = n * _bytes_per_draw(self, scores)
+            have = _memory_bytes()
+            if need > have:
+                raise ValueError(f"n={n} needs {need / 2**30:.4g} GiB for the outputs "
+                                 f"({need} bytes), more than this machine's "
+                                 f"{have / 2**30:.4g} GiB of memory: draw in batches, "
+                                 f"or stream with lf.score_function(d, f, n)")
         if n_atoms > _MAX_ATOMS:
             raise ValueError(f"n={n} asks for {n_atoms} draws, more than 2**62")
         return n_atoms
@@ -514,7 +555,7 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + (np.int64(0),)
-        n_atoms = self._check_atoms(n)
+        n_atoms = self._check_atoms(n, out)
         (x,) = self._outputs(n, out, True, False, False)
         if self.backend == "numpy":
             x[...] = self.family.numpy_ops.sample(self._record, key, n_atoms, self._B,
@@ -532,6 +573,9 @@ class Distribution:
         x, n = self._check_x(x)
         (lp,) = self._outputs(n, out, False, True, False)
         n_atoms = (n or 1) * self._B
+        if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
+            lp[...] = 0.0
+            return lp
         if self.backend == "numpy":
             atoms = self.family.numpy_ops.log_prob(self._record, self._flat_x(x, n_atoms),
                                                    self._B)
@@ -575,8 +619,11 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + (np.int64(0),)
-        n_atoms = self._check_atoms(n)
+        n_atoms = self._check_atoms(n, out, scores=True)
         x, lp, s = self._outputs(n, out, True, True, True)
+        if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
+            lp[...] = 0.0
+            return x, lp, s
         if self.backend == "numpy":
             xs, lps, ss = self.family.numpy_ops.sample_score(self._record, key, n_atoms, self._B,
                                                               self.dtype)
@@ -592,8 +639,10 @@ class Distribution:
 
     def entropy(self) -> np.ndarray:
         """Differential entropy (or Shannon entropy), summed over event dims: ``batch_shape``."""
-        out = np.empty(self.batch_shape, np.float64)
-        if self.backend == "numpy":
+        out = np.zeros(self.batch_shape, np.float64)
+        if self._B == 0:  # a zero-size batch: empty sums
+            pass
+        elif self.backend == "numpy":
             ent = self.family.numpy_ops.entropy(self._record)
             out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
@@ -623,8 +672,10 @@ class Distribution:
             if a.shape != b.shape or a.dtype != b.dtype:
                 raise ValueError(f"kl: {name} has shape {a.shape} and dtype {a.dtype} here but "
                                  f"shape {b.shape} and dtype {b.dtype} in other")
-        out = np.empty(self.batch_shape, np.float64)
-        if self.backend == "numpy":
+        out = np.zeros(self.batch_shape, np.float64)
+        if self._B == 0:  # a zero-size batch: empty sums
+            pass
+        elif self.backend == "numpy":
             kl = self.family.numpy_ops.kl(p, q)
             out[...] = kl.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:

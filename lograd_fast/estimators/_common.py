@@ -43,6 +43,9 @@ def _check_draws(dist: Distribution, n: Any, what: str = "n") -> int:
         raise ValueError(f"{what} is required with f")
     if n < 2:
         raise ValueError(f"{what} must be at least 2 to estimate a variance, got {n}")
+    if dist._B == 0:
+        raise ValueError(f"dist has no elements (batch_shape {dist.batch_shape}, event_shape "
+                         f"{dist.event_shape}): there is no gradient to estimate")
     if n * dist._B > 2**62:
         raise ValueError(f"{what}={n} draws {n * dist._B} atoms, more than 2**62")
     return n

@@ -52,6 +52,8 @@ from .baselines import (
     _check_folds,
     _finish,
     _update_ema,
+    check_terms_finite,
+    reflect_odd_mask,
 )
 from .result import Estimate, _coords, _grad_var, _n_coords, _result, _split
 
@@ -135,7 +137,8 @@ def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any, K: int,
                      n, W, d._B, check, Progress(progress, name, n))
         acc, racc = acc.sum(axis=0), racc.sum(axis=0)  # lanes in order: thread-independent
     _check_finite_rewards(racc)
-    sum_t, sum_t2, extra = _finish(acc, racc, shift, baseline, n)
+    sum_t, sum_t2, extra = _finish(acc, racc, shift, baseline, n,
+                                   reflect_odd_mask(d, layout) if pairs else None)
     _update_ema(baseline, racc, shift, n)
     grad, var = _grad_var(sum_t, sum_t2, n)
     extra = {k: (_split(np.asarray(v, np.float64), layout, np.float64)
@@ -219,6 +222,8 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
                 extra.setdefault("baseline_value", {})[name] = np.where(
                     den.sum(0) > 0, num.sum(0) / den.sum(0), 0.0)
             t = t - beta[folds] * h
+        with np.errstate(over="ignore", invalid="ignore"):
+            check_terms_finite(t.mean(axis=0), t.var(axis=0), baseline, "a reward")
         grad[name] = np.asarray(t.mean(axis=0), d.dtype)
         var[name] = np.asarray(t.var(axis=0, ddof=1), d.dtype)
         stderr[name] = np.sqrt(var[name] / n).astype(d.dtype)
