@@ -211,7 +211,9 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
     for name in d.family.param_names:
         s = np.asarray(scores[name], np.float64)
         shape = d.params[name].shape
-        t = _reduce_to_param(adv.reshape(adv.shape + (1,) * (s.ndim - adv.ndim)) * s, shape, n)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, named
+            t = _reduce_to_param(adv.reshape(adv.shape + (1,) * (s.ndim - adv.ndim)) * s,
+                                 shape, n)
         if baseline == "optimal":
             h = _reduce_to_param(s, shape, n)
             num = np.stack([(t * h)[folds == k].sum(axis=0) for k in range(K)])
