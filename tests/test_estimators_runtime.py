@@ -198,6 +198,11 @@ def test_progress_reports_draws_and_time_left(capsys):
     assert seen[-1][:2] == (70_000, 70_000)
     with pytest.raises(TypeError, match="progress"):
         lf.score_function(d, quadratic, 10, progress="yes")
+    # lf.estimate passes it on to the estimator it names
+    by_name = []
+    lf.estimate(d, quadratic, 300_000, seed=1, estimator="mvd",
+                progress=lambda *report: by_name.append(report))
+    assert by_name and by_name[-1][:2] == (300_000, 300_000)
 
 
 CHILD = textwrap.dedent("""
