@@ -30,7 +30,9 @@ def _without_timing(table: pd.DataFrame) -> pd.DataFrame:
 
 def _env() -> dict:
     root = str(Path(__file__).resolve().parent.parent)
-    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # no empty entry: an empty PYTHONPATH item means "the working directory"
+    parts = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(parts)}
 
 
 # ----------------------------------------------------------------------------- item 17
