@@ -127,6 +127,36 @@ def test_forked_child_after_a_threaded_call_samples_identically():
     assert out.strip() == "0"
 
 
+FORK_WHILE_COMPILING = textwrap.dedent("""
+    import os, signal, threading, numpy as np, lograd_fast as lf
+    from numba.core.compiler_lock import global_compiler_lock
+    lock = global_compiler_lock._lock
+    d = lf.Exponential(np.zeros(3))
+    worker = threading.Thread(target=d.entropy)   # compiles a kernel (empty cache)
+    worker.start()
+    while lock.acquire(blocking=False):           # until the worker is inside Numba's compiler
+        lock.release()
+        if not worker.is_alive():
+            raise SystemExit("the kernel compiled before the fork: nothing tested")
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)                          # a hung child dies instead of hanging the test
+        os._exit(0 if np.isfinite(d.entropy()).all() else 3)
+    _, status = os.waitpid(pid, 0)
+    worker.join()
+    print(os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_compiles_does_not_hang_the_child(tmp_path):
+    """Issue 15.18: a fork while a thread holds Numba's compiler lock left the child's
+    lock owned by a thread that does not exist there (the child hung on its first
+    compile, here killed by SIGALRM: exit code -14)."""
+    out = _run(["-c", FORK_WHILE_COMPILING], {"LOGRAD_FAST_CACHE_DIR": str(tmp_path)})
+    assert out.strip() == "0"
+
+
 @pytest.mark.slow
 def test_unusable_cache_dir_never_falls_back_to_a_stale_cache(tmp_path):
     """Issue 15.21: when the cache directory cannot be created, kernels went to Numba's
