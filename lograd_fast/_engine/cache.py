@@ -66,7 +66,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent  # lograd_fast/
 # Files whose code is never compiled into a kernel of another file: editing them
 # should not throw the compiled kernels away (their own jitted functions, if any,
 # are still keyed on their own file's hash, see ``get_source_stamp``).
-_NOT_KERNEL_SOURCES = ("cli", "sweep", "bench", "torch.py", "jax.py", "_engine/cache.py")
+_NOT_KERNEL_SOURCES = ("cli", "sweep", "bench", "torch.py", "jax.py", "precompile.py",
+                       "_engine/cache.py")
 
 
 def source_hash() -> str:
