@@ -143,3 +143,20 @@ def test_dask_workers_find_a_warm_cache_and_never_compile(tmp_path):
     out = json.loads(_python(DASK_PROBE, tmp_path / "cache"))
     assert out["rows"] > 0 and len(out["names"]) == 2
     assert all(names == [] for names in out["names"].values()), out["names"]
+
+
+@pytest.mark.slow
+def test_bench_compile_row_quick(tmp_path):
+    """The `compile` row of `lograd-fast bench` runs end to end (quick: Bernoulli only)."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "lograd_fast.cli", "bench", "--quick",
+                           "--no-optional", "--cases", "compile", "--json", str(out)],
+                          capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    m = row["extra"]
+    assert set(m["cold"]["Bernoulli"]) >= {"numba init", "import", "sample_and_score", "sample",
+                                           "log_prob", "score", "entropy", "kl"}
+    assert all(t > 0 for t in row["times"].values())
+    assert len(m["second"]) == 5 and m["compile"]["ok"]
+    assert "for 1 of 1 targets" in m["compile"]["summary"]
