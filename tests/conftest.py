@@ -1,4 +1,6 @@
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +43,39 @@ def kl_case(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+_PRECOMPILED: list = []  # what pytest_sessionstart did, for the terminal summary
+
+
+def pytest_sessionstart(session):
+    """Compile every kernel once, before the test processes start (issue 16.5).
+
+    Under pytest-xdist (``-n N``) each worker process would otherwise compile, at the
+    same time, the kernels its test files need -- most of them in both workers.  The
+    controller instead fills the on-disk cache first with ``lograd-fast compile``'s
+    machinery (``N`` parallel compiler processes, each kernel once); every worker then
+    loads the kernels.  A warm cache costs nothing here (a marker per warmed target).
+    Without xdist the run compiles what it uses, as before;
+    ``LOGRAD_FAST_TEST_PRECOMPILE=0`` turns this off.
+    """
+    config = session.config
+    workers = getattr(config.option, "numprocesses", None)
+    if hasattr(config, "workerinput") or not isinstance(workers, int) or workers < 1 \
+            or os.environ.get("LOGRAD_FAST_TEST_PRECOMPILE", "1") == "0":
+        return
+    from lograd_fast import precompile
+
+    start = time.perf_counter()
+    results = precompile.ensure_compiled(precompile.targets(), jobs=workers)
+    if results:
+        failed = [r["target"] for r in results if "error" in r]
+        _PRECOMPILED.append(
+            f"lograd_fast: compiled {sum(r.get('compiled', 0) for r in results)} kernels of "
+            f"{len(results)} targets in {time.perf_counter() - start:.0f} s with {workers} "
+            f"processes before the tests" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _PRECOMPILED:
+        terminalreporter.write_line(line)
