@@ -10,6 +10,8 @@ kernel cache, in fresh interpreters (issue 16's targets beside each number).
 3. **A second process**: on the cache (1) filled, ``import lograd_fast`` and the first
    fused ``sample_and_score`` of a Normal and of a Categorical, timed inside the
    process after ``import numpy, numba`` (the minimum of 5 processes), with its parts.
+   (``--quick``: Bernoulli alone, 2 processes, and step 4 on the cache step 1 filled,
+   a check that everything runs rather than a measurement.)
 4. **``lograd-fast compile``** of every family, float32 and float64, with 2 jobs, on
    another empty cache: wall time and the CPU time of all its processes.
 """
@@ -108,25 +110,30 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def measure(families: list[str], threads: int, compile_args: list[str]) -> dict:
-    """The four measurements above; ``families[:2]`` play Normal and Categorical."""
+def measure(families: list[str], threads: int, compile_args: list[str],
+            repeats: int = 5, fresh_compile_cache: bool = True) -> dict:
+    """The four measurements above; ``families[:2]`` play Normal and Categorical.
+    ``fresh_compile_cache=False`` (a quick check that it all runs) times the command on
+    the cache the first steps filled."""
     from ..precompile import family_names
 
     first_two = families[:2]
     out: dict = {"cold": {}, "second": [], "families": families}
-    with tempfile.TemporaryDirectory(prefix="lograd-bench-cache-") as cache:
+    with tempfile.TemporaryDirectory(prefix="lograd-bench-cache-") as cache, \
+            tempfile.TemporaryDirectory(prefix="lograd-bench-compile-") as other:
         env = _env(cache, threads)
         for family in families:
             out["cold"][family] = _python(_COLD, [family], env)
         _python(_SECOND, [",".join(first_two)], env)  # writes any missing .pyc files
-        for _ in range(5):
+        for _ in range(repeats):
             out["second"].append(_python(_SECOND, [",".join(first_two)], env))
-        out["init"] = min((_python(_INIT, [], env) for _ in range(3)),
+        out["init"] = min((_python(_INIT, [], env) for _ in range(max(1, repeats // 2))),
                           key=lambda r: r["numba init"])
-    with tempfile.TemporaryDirectory(prefix="lograd-bench-compile-") as cache:
+        compile_cache = other if fresh_compile_cache else cache
         cpu0, t0 = _children_cpu(), time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "lograd_fast.cli", "compile", "--quiet",
-                               *compile_args], env=_env(cache, threads), capture_output=True,
+                               *compile_args], env=_env(compile_cache, threads),
+                              capture_output=True,
                               text=True, timeout=3600)
         out["compile"] = {"wall": time.perf_counter() - t0, "cpu": _children_cpu() - cpu0,
                           "args": compile_args, "summary": proc.stdout.strip()[-300:],
@@ -143,7 +150,8 @@ def case_compile(ctx: Context) -> Row:
     families = ["Bernoulli"] if ctx.quick else list(family_names())
     compile_args = (["--families", "Bernoulli", "--dtypes", "float64", "--no-shared",
                      "--jobs", "2"] if ctx.quick else ["--jobs", "2"])
-    m = measure(families, ctx.threads, compile_args)
+    m = measure(families, ctx.threads, compile_args, repeats=2 if ctx.quick else 5,
+                fresh_compile_cache=not ctx.quick)
     cold, init = m["cold"], m["init"]["numba init"]
     per_op = {f"{fam}.{op}": cold[fam][op] for fam in families for op in OPS if op in cold[fam]}
     worst = max(per_op, key=lambda k: per_op[k][0])
@@ -168,7 +176,7 @@ def case_compile(ctx: Context) -> Row:
             f"CPU-target refresh alone {init:.2f} s, scipy {scipy}) "
             "paid before the ops and not in them; first call of each op, wall (CPU) s: "
             + ", ".join(f"{k} {v[0]:.2f} ({v[1]:.2f})" for k, v in per_op.items())
-            + "; second process (min of 5): "
+            + f"; second process (min of {len(m['second'])}): "
             + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in second.items() if k != "total")
             + f"; lograd-fast compile: {m['compile']['summary']}")
     return Row("compile", "Compile time (fresh cache), second process, lograd-fast compile",
