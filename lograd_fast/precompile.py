@@ -286,11 +286,16 @@ class _Progress:
 
 
 def _worker_env() -> dict:
+    import site
+
     env = dict(os.environ)
-    # a worker must import *this* lograd_fast (an editable checkout, a copy in tests)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "")
-                                                  .split(os.pathsep) if p])
+    # a worker must import *this* lograd_fast (a checkout, a copy in tests); an installed
+    # one is found anyway (and site-packages must not go before the standard library)
+    root = Path(__file__).resolve().parent.parent
+    installed = {Path(p).resolve() for p in site.getsitepackages() + [site.getusersitepackages()]}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join([str(root)] + [
+            p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(root)])
     env.setdefault("NUMBA_NUM_THREADS", "1")  # compiling needs no thread pool
     return env
 
