@@ -13,12 +13,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def _run(args, env_extra, cwd=None):
+def _run(args, env_extra, cwd=None, stderr=False):
     env = {**os.environ, **env_extra}
     proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
                           timeout=900, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stdout
+    return (proc.stdout, proc.stderr) if stderr else proc.stdout
 
 
 @pytest.mark.slow
@@ -60,8 +60,27 @@ CACHE_PROBE = textwrap.dedent("""
     lp = d.log_prob(np.ones((2, 3)))
     stats = cpu._log_prob_range.stats
     print(json.dumps({"lp": float(lp[0, 0]), "hits": sum(stats.cache_hits.values()),
-                      "misses": sum(stats.cache_misses.values())}))
+                      "misses": sum(stats.cache_misses.values()),
+                      "path": stats.cache_path}))
 """)
+NORMAL_LOG_PROB = "return -0.5 * z * z - log_scale - HALF_LOG_2PI"
+
+
+def _copy_package(tmp_path):
+    """A private copy of the package (to edit), and the environment that imports it."""
+    import shutil
+
+    pkg = tmp_path / "src" / "lograd_fast"
+    shutil.copytree(ROOT / "lograd_fast", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return pkg, {"PYTHONPATH": str(tmp_path / "src")}
+
+
+def _edit_normal_log_prob(pkg):
+    """Add 1 to Normal's log-density formula in the copy ``pkg``."""
+    normal = pkg / "families" / "normal.py"
+    text = normal.read_text()
+    assert NORMAL_LOG_PROB in text
+    normal.write_text(text.replace(NORMAL_LOG_PROB, NORMAL_LOG_PROB + " + 1.0"))
 
 
 @pytest.mark.slow
@@ -69,22 +88,18 @@ def test_kernel_cache_is_reused_and_invalidated_by_edits_anywhere(tmp_path):
     """A second process loads the compiled kernels; an edit in another file than the
     driver's (here the family's maths) invalidates them (Numba alone would not)."""
     import json
-    import shutil
 
-    pkg = tmp_path / "src" / "lograd_fast"
-    shutil.copytree(ROOT / "lograd_fast", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {"LOGRAD_FAST_CACHE_DIR": str(tmp_path / "cache"),
-           "PYTHONPATH": str(tmp_path / "src")}
+    pkg, env = _copy_package(tmp_path)
+    env["LOGRAD_FAST_CACHE_DIR"] = str(tmp_path / "cache")
     first = json.loads(_run(["-c", CACHE_PROBE], env, cwd=tmp_path))
     second = json.loads(_run(["-c", CACHE_PROBE], env, cwd=tmp_path))
     assert first["misses"] >= 1 and first["hits"] == 0
     assert second["hits"] >= 1 and second["misses"] == 0
     assert second["lp"] == first["lp"]
-    normal = pkg / "families" / "normal.py"
-    text = normal.read_text()
-    assert "return -0.5 * z * z - log_scale - HALF_LOG_2PI" in text
-    normal.write_text(text.replace("return -0.5 * z * z - log_scale - HALF_LOG_2PI",
-                                   "return -0.5 * z * z - log_scale - HALF_LOG_2PI + 1.0"))
+    # every directory the cache created is private (issue 15.23)
+    for d in (tmp_path / "cache", Path(first["path"])):
+        assert d.is_dir() and d.stat().st_mode & 0o077 == 0, oct(d.stat().st_mode)
+    _edit_normal_log_prob(pkg)
     third = json.loads(_run(["-c", CACHE_PROBE], env, cwd=tmp_path))
     assert third["hits"] == 0 and third["misses"] >= 1
     assert third["lp"] == pytest.approx(first["lp"] + 1.0, abs=1e-12)
@@ -110,3 +125,98 @@ def test_forked_child_after_a_threaded_call_samples_identically():
     must get a new one instead of waiting forever on the parent's dead threads."""
     out = _run(["-c", FORK_PROBE], {"NUMBA_NUM_THREADS": "2"})
     assert out.strip() == "0"
+
+
+FORK_WHILE_COMPILING = textwrap.dedent("""
+    import os, signal, threading, numpy as np, lograd_fast as lf
+    from numba.core.compiler_lock import global_compiler_lock
+    lock = global_compiler_lock._lock
+    d = lf.Exponential(np.zeros(3))
+    worker = threading.Thread(target=d.entropy)   # compiles a kernel (empty cache)
+    worker.start()
+    while lock.acquire(blocking=False):           # until the worker is inside Numba's compiler
+        lock.release()
+        if not worker.is_alive():
+            raise SystemExit("the kernel compiled before the fork: nothing tested")
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)                          # a hung child dies instead of hanging the test
+        os._exit(0 if np.isfinite(d.entropy()).all() else 3)
+    _, status = os.waitpid(pid, 0)
+    worker.join()
+    print(os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_compiles_does_not_hang_the_child(tmp_path):
+    """Issue 15.18: a fork while a thread holds Numba's compiler lock left the child's
+    lock owned by a thread that does not exist there (the child hung on its first
+    compile, here killed by SIGALRM: exit code -14)."""
+    out = _run(["-c", FORK_WHILE_COMPILING], {"LOGRAD_FAST_CACHE_DIR": str(tmp_path)})
+    assert out.strip() == "0"
+
+
+@pytest.mark.slow
+def test_unusable_cache_dir_never_falls_back_to_a_stale_cache(tmp_path):
+    """Issue 15.21: when the cache directory cannot be created, kernels went to Numba's
+    per-file ``__pycache__``, which does not see edits of the family files: after an
+    edit of ``families/normal.py`` the old formula kept running.  Now a private
+    temporary directory, one warning, and the edit takes effect."""
+    import json
+
+    pkg, env = _copy_package(tmp_path)
+    (tmp_path / "a_file").write_text("not a directory")
+    env["LOGRAD_FAST_CACHE_DIR"] = str(tmp_path / "a_file" / "cache")  # even root can't mkdir
+    out, err = _run(["-c", CACHE_PROBE], env, cwd=tmp_path, stderr=True)
+    first = json.loads(out)
+    assert err.count("cannot use the kernel cache directory") == 1, err
+    assert not Path(first["path"]).exists()  # the private directory is removed at exit
+    assert first["misses"] >= 1
+    _edit_normal_log_prob(pkg)
+    second = json.loads(_run(["-c", CACHE_PROBE], env, cwd=tmp_path))
+    assert second["lp"] == pytest.approx(first["lp"] + 1.0, abs=1e-12)
+    assert not list(pkg.rglob("*.nbi")), "kernels were cached next to the sources"
+
+
+def test_cache_key_covers_the_toolchain(monkeypatch):
+    """Issue 16.4: the directory key changes with the Numba and llvmlite versions and
+    the CPU (name and features, as Numba's code generator reads them)."""
+    import llvmlite
+    import numba
+
+    from lograd_fast._engine import cache
+
+    base = cache.toolchain()
+    assert base["numba"] == numba.__version__ and base["llvmlite"] == llvmlite.__version__
+    assert base["cpu"] and base["triple"]
+    keys = {cache.toolchain_hash(base)}
+    for field, value in (("numba", "0.0.0"), ("llvmlite", "0.0.0"), ("cpu", "generic"),
+                         ("features", "-avx2"), ("python", "2.7")):
+        keys.add(cache.toolchain_hash({**base, field: value}))
+    assert len(keys) == 6
+    monkeypatch.setattr(numba, "__version__", "0.0.0+other")
+    monkeypatch.setattr(numba.core.config, "CPU_NAME", "generic")
+    other = cache.toolchain()
+    assert other["numba"] == "0.0.0+other" and other["cpu"] == "generic"
+    assert cache.CACHE_KEY.endswith(cache.toolchain_hash(base))
+    assert not cache.CACHE_KEY.endswith(cache.toolchain_hash(other))
+
+
+@pytest.mark.slow
+def test_a_cache_of_another_cpu_is_never_loaded(tmp_path):
+    """Kernels compiled for another CPU live in another directory; index files copied
+    from there into ours are stale (their stamp names the other toolchain)."""
+    import json
+    import shutil
+
+    env = {"LOGRAD_FAST_CACHE_DIR": str(tmp_path / "cache")}
+    generic = {**env, "NUMBA_CPU_NAME": "generic", "NUMBA_CPU_FEATURES": ""}
+    host = json.loads(_run(["-c", CACHE_PROBE], env))
+    other = json.loads(_run(["-c", CACHE_PROBE], generic))
+    assert other["path"] != host["path"] and other["misses"] >= 1 and other["hits"] == 0
+    for index in Path(other["path"]).glob("*.nbi"):  # a foreign index in our directory
+        shutil.copy(index, Path(host["path"]) / index.name)
+    again = json.loads(_run(["-c", CACHE_PROBE], env))
+    assert again["path"] == host["path"] and again["hits"] == 0 and again["misses"] >= 1
+    assert again["lp"] == host["lp"] == other["lp"]

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba.core import compiler_lock as _compiler_lock
 
 CHUNK = 4096  # atoms per block-0 prepass (and the unit of the split between threads)
 MIN_CHUNKS = 4  # chunks per thread, at least: smaller calls run in the calling thread
@@ -34,7 +35,22 @@ def _forget_pool() -> None:
     _POOL, _POOL_LOCK = None, threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+# Numba compiles under one process-wide re-entrant lock.  A fork while another thread
+# holds it (compiling or loading a kernel) gives a child whose lock belongs to a thread
+# that does not exist there: its first compile waits forever.  So fork() waits until
+# no other thread is inside Numba's compiler (the forking thread then holds the lock
+# and releases it on both sides), as glibc does with malloc's locks.
+_COMPILER_LOCK = getattr(_compiler_lock.global_compiler_lock, "_lock",
+                         _compiler_lock.global_compiler_lock)
+
+
+def _child_after_fork() -> None:
+    _COMPILER_LOCK.release()
+    _forget_pool()
+
+
+os.register_at_fork(before=_COMPILER_LOCK.acquire, after_in_parent=_COMPILER_LOCK.release,
+                    after_in_child=_child_after_fork)
 
 
 def _pool() -> ThreadPoolExecutor:

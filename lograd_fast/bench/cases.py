@@ -6,13 +6,8 @@ lograd_fast is used here."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 
@@ -29,6 +24,7 @@ from .competitors import (
     torch_categorical_fn,
     torch_normal,
 )
+from .compile_time import case_compile
 from .report import plain_table
 from .timing import BASELINE, LOGRAD, Context, Row, best_times
 
@@ -308,78 +304,6 @@ def case_float32(ctx: Context) -> Row:
                f"n·D = {_fmt_pow2(n * D)}", times, "float32 ≥ 1.5× float64", gain >= 1.5,
                primary="float32 sample_and_score", baseline="float64 sample_and_score",
                note=f"sample only: float32 {gain_s:.2f}× float64")
-
-
-_COMPILE_SCRIPT = textwrap.dedent("""
-    import json, sys, time
-    t0, c0 = time.perf_counter(), time.process_time()
-    import numpy as np
-    import lograd_fast as lf
-    res = {"import": time.perf_counter() - t0}
-    cpu = {"import": time.process_time() - c0}
-    n = 8192
-    for fam, d in (("Normal", lf.Normal(np.zeros(8), np.zeros(8))),
-                   ("Categorical", lf.Categorical(np.zeros((8, 6))))):
-        for op in ("sample_and_score", "sample", "log_prob", "score", "entropy"):
-            t, c = time.perf_counter(), time.process_time()
-            if op == "sample_and_score":
-                d.sample_and_score(n, seed=0)
-                d.sample_and_score(1, seed=0)
-            elif op == "sample":
-                x = d.sample(n, seed=0)
-                d.sample(1, seed=0)
-            elif op == "log_prob":
-                d.log_prob(x)
-                d.log_prob(x[:1])
-            elif op == "score":
-                d.score(x)
-                d.score(x[:1])
-            else:
-                d.entropy()
-            res[fam + "." + op] = time.perf_counter() - t
-            cpu[fam + "." + op] = time.process_time() - c
-    print("RESULT" + json.dumps({"wall": res, "cpu": cpu}))
-""")
-
-
-def _run_compile_probe(cache_dir: str, threads: int) -> dict:
-    env = dict(os.environ, LOGRAD_FAST_CACHE_DIR=cache_dir, NUMBA_NUM_THREADS=str(threads))
-    # a second process of a normal install imports from .pyc files: some machines set
-    # PYTHONDONTWRITEBYTECODE, which leaves an editable install recompiling its Python
-    # sources in every process (~0.2 s here), a cost no user of a wheel pays
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError(f"compile probe failed:\n{proc.stderr[-2000:]}")
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT"):])
-
-
-def case_compile(ctx: Context) -> Row:
-    with tempfile.TemporaryDirectory(prefix="lograd-bench-cache-") as cache:
-        cold = _run_compile_probe(cache, ctx.threads)
-        warm = _run_compile_probe(cache, ctx.threads)
-    wall, cpu = cold["wall"], cold["cpu"]
-    ops = [k for k in wall if k != "import"]
-    worst = max(ops, key=lambda k: wall[k])
-    first = "Normal.sample_and_score"
-    warm_total = warm["wall"]["import"] + warm["wall"][first]
-    times = {"cold: slowest first call": wall[worst],
-             "cold: same, CPU time": cpu[worst],
-             "warm: import + first call": warm_total,
-             "warm: import": warm["wall"]["import"],
-             "cold: all first calls": sum(wall[k] for k in ops)}
-    met = wall[worst] <= 2.0 and warm_total <= 0.5
-    note = (f"slowest {worst}; first call of each op, wall (CPU) seconds, each compiling the "
-            "driver of that op: "
-            + ", ".join(f"{k} {wall[k]:.2f} ({cpu[k]:.2f})" for k in ops)
-            + f"; warm process (.pyc files allowed): import {warm['wall']['import']:.2f} s, first "
-              f"{first} {warm['wall'][first] * 1e3:.0f} ms")
-    return Row("compile", "First-call compile time (fresh cache) and second process (cached)",
-               "Normal D=8, Categorical K=6", times, "≤ 2 s per kernel; cached ≤ 0.5 s",
-               met, primary="cold: slowest first call", baseline=None, note=note,
-               extra={"cold": cold, "warm": warm})
 
 
 CASES: dict[str, Callable[[Context], Row]] = {

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ["info", "estimate", "bench", "sweep", "plot"]
+SUBCOMMANDS = ["info", "estimate", "bench", "sweep", "plot", "compile"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 try:
@@ -105,12 +105,17 @@ def client_for(address: Any = None, workers: int | None = None) -> Iterator[Clie
         yield client
 
 
-def _threads_per_host(client: Client) -> dict[str, int]:
-    """Task threads of all the workers on each host."""
+def _workers(client: Client) -> dict[str, dict]:
+    """The scheduler's description of every worker, by address."""
     info = client.scheduler_info(n_workers=-1) if _takes_n_workers(client) \
         else client.scheduler_info()
+    return info.get("workers", {})
+
+
+def _threads_per_host(client: Client) -> dict[str, int]:
+    """Task threads of all the workers on each host."""
     per_host: dict[str, int] = {}
-    for addr, w in info.get("workers", {}).items():
+    for addr, w in _workers(client).items():
         per_host[_host(addr)] = per_host.get(_host(addr), 0) + int(w.get("nthreads", 1))
     return per_host
 
@@ -122,6 +127,22 @@ def _takes_n_workers(client: Client) -> bool:
         return "n_workers" in inspect.signature(client.scheduler_info).parameters
     except (TypeError, ValueError):
         return False
+
+
+def warm_workers(client: Client, kernels: Iterable[tuple[str, str]]) -> None:
+    """Fill every host's kernel cache with the ``(family, dtype)`` kernels first
+    (:func:`lograd_fast.precompile.ensure_compiled` on each worker): the first worker of
+    a host compiles them in parallel processes while the others wait on its lock, then
+    every worker loads them instead of compiling."""
+    kernels = sorted(kernels)
+    if not kernels:
+        return
+    from ..precompile import ensure_compiled
+
+    # a task on each worker (client.run would block the worker's event loop meanwhile)
+    client.gather([client.submit(ensure_compiled, kernels, workers=[address],
+                                 allow_other_workers=False, pure=False)
+                   for address in _workers(client)])
 
 
 def _run_batch(fn: Callable[[dict], dict], tasks: list[dict]) -> list[dict]:

@@ -386,13 +386,21 @@ def sweep(spec: Any, out: str | os.PathLike | None = None, *, scheduler: str = "
         records[record["key"]] = record
         progress.update(record)
 
+    # the kernels of the pending cells, compiled once into the on-disk cache in parallel
+    # processes (lograd_fast.precompile) before any cell runs: a warm cache is reused
+    kernels = {(t["cell"]["family"], t["cell"]["dtype"]) for t in pending
+               if t["cell"]["backend"] == "cpu"}
     try:
         if pending and scheduler == "local":
+            from ..precompile import ensure_compiled
+
+            ensure_compiled(kernels, jobs=workers)
             _run_local(pending, workers, on_result)
         elif pending:
             from . import _dask
 
             with _dask.client_for(dask, workers) as client:
+                _dask.warm_workers(client, kernels)
                 _dask.run_tasks(client, pending, run_cell, on_result)
     finally:
         progress.close()

@@ -1,0 +1,138 @@
+"""``lograd-fast compile`` / :mod:`lograd_fast.precompile`: the kernel cache filled ahead
+of time, and the sweep runner and Dask workers that use it (issue 16.3).
+
+"Compiled" is counted with Numba's event API (``numba:compile`` fires only when a
+function is compiled, not when it is loaded from the cache), restricted to functions
+of lograd_fast (:func:`lograd_fast.precompile.kernel_compiles`).  Each cold compile
+costs seconds, so one test walks one empty cache through every step.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def _env(cache) -> dict:
+    return {**os.environ, "LOGRAD_FAST_CACHE_DIR": str(cache)}
+
+
+def _python(code: str, cache) -> dict:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=_env(cache),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def _cli(*args, cache) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lograd_fast.cli", "compile", *args],
+                          env=_env(cache), capture_output=True, text=True, timeout=900)
+
+
+SWEEPS = """
+    import json, sys, numpy as np
+    from distributed import Client, LocalCluster
+    import lograd_fast as lf
+    from lograd_fast import precompile
+
+    def listen():                      # on a Dask worker: record what Numba compiles there
+        from lograd_fast import precompile
+        sys.lograd_compiles = precompile.kernel_compiles()
+        sys.lograd_names = sys.lograd_compiles.__enter__()
+
+    def compiled():
+        return list(sys.lograd_names)
+
+    spec = {"seed": 3, "replicates": 2, "n": 500, "estimators": ["score"],
+            "baselines": ["none", "loo"], "dtype": "float64",
+            "distribution": {"family": "bernoulli", "logits": [-0.5, 0.5]},
+            "f": {"name": "exp(-k x^2)", "k": 0.5}}
+    out = {}
+    # local scheduler, empty cache: the runner compiles in worker processes first
+    with precompile.kernel_compiles() as names:
+        out["local_rows"] = len(lf.sweep(spec, quiet=True, plot=False))
+    out["local"] = names
+    d = lf.Bernoulli(np.zeros(2))
+    x = d.sample(3)
+    x.flags.writeable = False
+    with precompile.kernel_compiles() as names:   # the counter does see a compile:
+        d.log_prob(x)                              # a read-only x is a new signature
+    out["control"] = len(names)
+    # Dask, float32 (not compiled yet): the first worker compiles, the other waits, loads
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(listen)
+        out["dask_rows"] = len(lf.sweep({**spec, "dtype": "float32"}, quiet=True, plot=False,
+                                        dask=client))
+        out["dask"] = client.run(compiled)
+    out["done"] = [precompile.is_done("Bernoulli", d) for d in ("float32", "float64")]
+    print(json.dumps(out))
+"""
+
+@pytest.mark.slow
+def test_sweeps_and_compile_fill_the_cache_and_later_processes_never_compile(tmp_path):
+    cache = tmp_path / "cache"
+    out = _python(SWEEPS, cache)
+    assert out["local_rows"] > 0 and out["dask_rows"] > 0 and out["done"] == [True, True]
+    assert out["local"] == [] and out["control"] > 0, out
+    assert len(out["dask"]) == 2 and all(v == [] for v in out["dask"].values()), out["dask"]
+    # the command, in new processes: every kernel of both targets is loaded, none compiled
+    proc = _cli("--families", "bernoulli", "--no-shared", "--jobs", "2", cache=cache)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "compiled 0 kernels for 2 of 2 targets" in proc.stdout, proc.stdout
+    assert "Bernoulli:float32" in proc.stderr  # the progress (tqdm bar or plain lines)
+
+
+def test_compile_rejects_bad_arguments(tmp_path):
+    cache = tmp_path / "cache"
+    for args, message in ((("--families", "Normal,Gausian"), "families: unknown 'Gausian'"),
+                          (("--dtypes", "float16"), "dtypes: unknown 'float16'"),
+                          (("--jobs", "0"), "jobs must be a positive int")):
+        proc = _cli(*args, cache=cache)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+    assert not cache.exists() or not any(cache.rglob("*.nbi"))
+
+
+def test_targets_and_names():
+    from lograd_fast import precompile
+    from lograd_fast.families import FAMILY_CLASSES
+
+    every = precompile.targets()
+    assert len(every) == 2 * len(FAMILY_CLASSES) + 2
+    assert precompile.targets("normal, CATEGORICAL", "float32", shared=False) == [
+        ("Normal", "float32"), ("Categorical", "float32")]
+    with pytest.raises(ValueError, match="families is empty"):
+        precompile.targets(",", None)
+    with pytest.raises(ValueError, match="jobs must be a positive int"):
+        precompile.precompile("Normal", jobs=-1)
+
+
+def test_every_family_has_a_small_example():
+    """The distributions the targets are warmed with build for every family, dtype."""
+    import numpy as np
+
+    from lograd_fast import precompile
+
+    for family, dtype in precompile.targets(shared=False):
+        d = precompile.example(family, dtype)
+        assert type(d).__name__ == family and d.dtype == np.dtype(dtype)
+
+
+@pytest.mark.slow
+def test_bench_compile_row_quick(tmp_path):
+    """The `compile` row of `lograd-fast bench` runs end to end (quick: Bernoulli only)."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "lograd_fast.cli", "bench", "--quick",
+                           "--no-optional", "--cases", "compile", "--json", str(out)],
+                          capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    m = row["extra"]
+    assert set(m["cold"]["Bernoulli"]) >= {"numba init", "import + build", "sample_and_score",
+                                           "sample", "log_prob", "score", "entropy", "kl"}
+    assert all(t > 0 for t in row["times"].values())
+    assert m["second"] and m["compile"]["ok"]
+    assert "for 1 of 1 targets" in m["compile"]["summary"]
