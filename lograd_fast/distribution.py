@@ -404,8 +404,14 @@ class Distribution:
         return self.family.scores_cls(**{
             k: s[k].reshape((n_atoms,) + self._param_tail[k]) for k in self.family.param_names})
 
-    def _kernel_record(self):
-        return self._device_record if self.backend == "cuda" else self._record
+    def _host_record(self, n: int | None = None):
+        """The record the numpy backend reads for a call of ``n`` draws (a family may
+        keep derived arrays for many draws per element: Categorical's tables)."""
+        return self._record
+
+    def _kernel_record(self, n: int | None = None):
+        """The record the CPU or CUDA drivers read for a call of ``n`` draws."""
+        return self._device_record if self.backend == "cuda" else self._host_record(n)
 
     def _driver(self):
         return cuda_backend() if self.backend == "cuda" else cpu
@@ -479,10 +485,10 @@ class Distribution:
         n_atoms = self._check_atoms(n)
         (x,) = self._outputs(n, out, True, False, False)
         if self.backend == "numpy":
-            x[...] = self.family.numpy_ops.sample(self._record, key, n_atoms, self._B,
+            x[...] = self.family.numpy_ops.sample(self._host_record(n), key, n_atoms, self._B,
                                                   self.dtype).reshape(x.shape)
             return x
-        self._driver().sample(self._kernel_record(), key, self._flat_x(x, n_atoms), self._B)
+        self._driver().sample(self._kernel_record(n), key, self._flat_x(x, n_atoms), self._B)
         return x
 
     def log_prob(self, x: Any, *, out: Any = None):
@@ -495,11 +501,11 @@ class Distribution:
         (lp,) = self._outputs(n, out, False, True, False)
         n_atoms = (n or 1) * self._B
         if self.backend == "numpy":
-            atoms = self.family.numpy_ops.log_prob(self._record, self._flat_x(x, n_atoms),
-                                                   self._B)
+            atoms = self.family.numpy_ops.log_prob(self._host_record(n),
+                                                   self._flat_x(x, n_atoms), self._B)
             lp[...] = atoms.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
             return lp
-        self._driver().log_prob(self._kernel_record(), self._flat_x(x, n_atoms),
+        self._driver().log_prob(self._kernel_record(n), self._flat_x(x, n_atoms),
                                 lp.reshape(n_atoms // self._E), self._B, self._E)
         return lp
 
@@ -520,11 +526,12 @@ class Distribution:
         (s,) = self._outputs(n, out, False, False, True)
         n_atoms = (n or 1) * self._B
         if self.backend == "numpy":
-            got = self.family.numpy_ops.score(self._record, self._flat_x(x, n_atoms), self._B)
+            got = self.family.numpy_ops.score(self._host_record(n), self._flat_x(x, n_atoms),
+                                              self._B)
             for k in s:
                 s[k][...] = got[k].reshape(s[k].shape)
             return s
-        self._driver().score(self._kernel_record(), self._flat_x(x, n_atoms),
+        self._driver().score(self._kernel_record(n), self._flat_x(x, n_atoms),
                              self._flat_scores(s, n_atoms), self._B)
         return s
 
@@ -540,14 +547,14 @@ class Distribution:
         n_atoms = self._check_atoms(n)
         x, lp, s = self._outputs(n, out, True, True, True)
         if self.backend == "numpy":
-            xs, lps, ss = self.family.numpy_ops.sample_score(self._record, key, n_atoms, self._B,
-                                                              self.dtype)
+            xs, lps, ss = self.family.numpy_ops.sample_score(self._host_record(n), key, n_atoms,
+                                                              self._B, self.dtype)
             x[...] = xs.reshape(x.shape)
             lp[...] = lps.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
             for k in s:
                 s[k][...] = ss[k].reshape(s[k].shape)
             return x, lp, s
-        self._driver().sample_score(self._kernel_record(), key, self._flat_x(x, n_atoms),
+        self._driver().sample_score(self._kernel_record(n), key, self._flat_x(x, n_atoms),
                                     self._flat_scores(s, n_atoms),
                                     lp.reshape(n_atoms // self._E), self._B, self._E)
         return x, lp, s

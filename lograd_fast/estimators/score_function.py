@@ -67,7 +67,8 @@ def _numpy_moments(d: Distribution, f, key: tuple, stop: int, coord, P: int, shi
     for lo in range(0, stop, per):
         m = min(per, stop - lo)
         key_lo = key[:3] + (np.int64(lo * d._B),)
-        x, _, s = d.family.numpy_ops.sample_score(d._record, key_lo, m * d._B, d._B, d.dtype)
+        x, _, s = d.family.numpy_ops.sample_score(d._host_record(m), key_lo, m * d._B, d._B,
+                                                  d.dtype)
         rho = np.empty(m)
         _apply_rows(f, np.ascontiguousarray(x).reshape(m, -1), rho)
         rho -= shift
@@ -119,11 +120,12 @@ def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any, K: int,
         # pilot: the mean of f over the first draws, used as the shift c
         pilot = np.zeros((1, 1, M, P))
         pilot_r = np.zeros((1, 1, _ek.N_REWARD_MOMENTS))
-        run(d._record, key, d._B, reward, bufs, 0.0, pilot, pilot_r, pilot_n)
+        rec = d._host_record(n)  # the record for n draws per element (Categorical: tables)
+        run(rec, key, d._B, reward, bufs, 0.0, pilot, pilot_r, pilot_n)
         shift = _shift_of(pilot_r)
         acc = np.zeros((W, K, M, P))
         racc = np.zeros((W, K, _ek.N_REWARD_MOMENTS))
-        run(d._record, key, d._B, reward, bufs, shift, acc, racc, n)
+        run(rec, key, d._B, reward, bufs, shift, acc, racc, n)
         acc, racc = acc.sum(axis=0), racc.sum(axis=0)  # lanes in order: thread-independent
     _check_finite_rewards(racc)
     sum_t, sum_t2, extra = _finish(acc, racc, shift, baseline, n)
