@@ -205,6 +205,9 @@ class _Layout(NamedTuple):
     B: int
     E: int
     tails: dict  # name -> trailing (event) dims of each parameter and extra field
+    shapes: dict  # name -> (full_shape + tail, (B,) + tail): broadcast and flat shapes
+
+    attrs: dict  # the instance attributes that follow from the layout (shared, read-only)
 
 
 # RL code builds a distribution of the same shapes every step: the shape checks and
@@ -214,6 +217,7 @@ _LAYOUTS: dict = {}
 _MAX_LAYOUTS = 256
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
+_ATOM0 = (np.int64(0),)  # the first atom of a call (the last entry of a driver's key)
 
 
 def _layout_key(fam: Family, params: dict, extra: dict, event_ndims: Any,
@@ -271,8 +275,15 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
     full_shape = tuple(int(d) for d in full_shape)
     event_ndims = int(event_ndims)
     batch_shape = full_shape[: len(full_shape) - event_ndims]
-    return arrays, _Layout(dtype, event_ndims, full_shape, batch_shape, math.prod(full_shape),
-                           math.prod(full_shape[len(batch_shape):]), tails)
+    B = math.prod(full_shape)
+    E = math.prod(full_shape[len(batch_shape):])
+    shapes = {name: (full_shape + tail, (B,) + tail) for name, tail in tails.items()}
+    attrs = {"dtype": dtype, "backend": backend, "event_ndims": event_ndims,
+             "full_shape": full_shape, "batch_shape": batch_shape, "_B": B, "_E": E,
+             "_param_tail": {name: tails[name] for name in fam.param_names},
+             "_sample_dtype": _INT64 if fam.discrete else dtype}
+    return arrays, _Layout(dtype, event_ndims, full_shape, batch_shape, B, E, tails, shapes,
+                           attrs)
 
 
 # ----------------------------------------------------------------------------- the class
@@ -298,36 +309,32 @@ class Distribution:
                     _LAYOUTS.clear()
                 _LAYOUTS[key] = layout
         else:  # plain float arrays of a known layout: already checked once
-            arrays = [params[k].astype(layout.dtype, copy=False) for k in fam.param_names]
-        dtype, full_shape, B, tails = layout.dtype, layout.full_shape, layout.B, layout.tails
+            dtype = layout.dtype
+            arrays = [v if v.dtype == dtype else v.astype(dtype)
+                      for v in map(params.__getitem__, fam.param_names)]
         self._user_params = dict(zip(fam.param_names, arrays))
-        self.dtype = dtype
-        self.backend = backend
-        self.event_ndims = layout.event_ndims
-        self.full_shape = full_shape
-        self.batch_shape = layout.batch_shape
-        self._B = B
-        self._E = layout.E
+        # what depends on the shapes alone, set at once (the common RL step: ~1 us)
+        self.__dict__.update(layout.attrs)
         flat = {}
-        for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
-            tail = tails[name]
-            if arr.shape != full_shape + tail:
-                arr = np.broadcast_to(arr, full_shape + tail)
-            flat[name] = np.array(arr, order="C").reshape((B,) + tail)  # own copy
+        for name, arr in zip(fam.param_names + tuple(extra), arrays + list(extra.values())):
+            shape, flat_shape = layout.shapes[name]
+            if arr.shape != shape:
+                arr = np.broadcast_to(arr, shape)
+            arr = np.array(arr, order="C").reshape(flat_shape)  # own copy
+            # read-only: the record is immutable, and every record of a family then
+            # has one Numba type per dtype (one compiled kernel, not two)
+            arr.flags.writeable = False
+            flat[name] = arr
         if not fam.prepare_checks_finite:
             for name in fam.param_names:
                 check_finite(flat[name], name, allow_neg_inf=name == "logits")
         derived = fam.prepare(flat)
-        fields = {**flat, **derived}
-        for arr in fields.values():
-            # read-only: the record is immutable, and every record of a family then
-            # has one Numba type per dtype (one compiled kernel, not two)
+        for arr in derived.values():
             arr.flags.writeable = False
-        self._record = fam.params_cls(**fields)
-        self._param_tail = {name: tails[name] for name in fam.param_names}
-        self.sample_event_shape = tuple(fam.sample_event_shape(self._record))
-        self.event_shape = full_shape[len(self.batch_shape):] + self.sample_event_shape
-        self._sample_dtype = _INT64 if fam.discrete else dtype
+        self._record = fam.params_cls(**flat, **derived)
+        self.sample_event_shape = ses = tuple(fam.sample_event_shape(self._record))
+        self.event_shape = self.full_shape[len(self.batch_shape):] + ses if ses \
+            else self.full_shape[len(self.batch_shape):]
         self._device_record = None
         if backend == "cuda":
             _cuda = cuda_backend()
@@ -399,6 +406,24 @@ class Distribution:
                 check_out(arr, shape, dtype, f"out ({what})")
             result.append(arr)
         return result
+
+    def _fresh(self, n: int | None, n_atoms: int, want_x: bool, want_s: bool):
+        """New outputs of a CPU call without ``out=`` (the common case, kept lean):
+        ``(x, flat x, score dict, flat score record)``; the user's arrays are views of
+        the flat ones the kernels write."""
+        x = xf = s = sf = None
+        lead = () if n is None else (n,)
+        if want_x:
+            xf = np.empty((n_atoms,) + self.sample_event_shape, self._sample_dtype)
+            x = xf.reshape(lead + self.full_shape + self.sample_event_shape)
+        if want_s:
+            s, flat = {}, []
+            for name, tail in self._param_tail.items():
+                a = np.empty((n_atoms,) + tail, self.dtype)
+                flat.append(a)
+                s[name] = a.reshape(lead + self.full_shape + tail)
+            sf = self.family.scores_cls(*flat)
+        return x, xf, s, sf
 
     def _flat_scores(self, s: dict, n_atoms: int):
         return self.family.scores_cls(**{
@@ -481,8 +506,12 @@ class Distribution:
         for any number of threads.
         """
         n = check_n(n)
-        key = check_seed(seed, stream) + (np.int64(0),)
+        key = check_seed(seed, stream) + _ATOM0
         n_atoms = self._check_atoms(n)
+        if out is None and self.backend == "cpu":
+            x, xf, _, _ = self._fresh(n, n_atoms, True, False)
+            cpu.sample(self._kernel_record(n), key, xf, self._B)
+            return x
         (x,) = self._outputs(n, out, True, False, False)
         if self.backend == "numpy":
             x[...] = self.family.numpy_ops.sample(self._host_record(n), key, n_atoms, self._B,
@@ -543,8 +572,14 @@ class Distribution:
         The samples are exactly those of :meth:`sample` with the same seed.
         """
         n = check_n(n)
-        key = check_seed(seed, stream) + (np.int64(0),)
+        key = check_seed(seed, stream) + _ATOM0
         n_atoms = self._check_atoms(n)
+        if out is None and self.backend == "cpu":  # the RL step: nothing but the outputs
+            x, xf, s, sf = self._fresh(n, n_atoms, True, True)
+            lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
+            cpu.sample_score(self._kernel_record(n), key, xf, sf,
+                             lp.reshape(n_atoms // self._E), self._B, self._E)
+            return x, lp, s
         x, lp, s = self._outputs(n, out, True, True, True)
         if self.backend == "numpy":
             xs, lps, ss = self.family.numpy_ops.sample_score(self._host_record(n), key, n_atoms,

@@ -53,7 +53,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine import threads
 from .._engine.dispatch import register
-from .._engine.jit import jitable
+from .._engine.jit import by_dtype, jitable
 from .._engine.rng import philox_block, u01_f64
 from ..distribution import Distribution, Family, as_array, check_finite, cuda_backend
 
@@ -108,14 +108,21 @@ def _weight(logits, mask, b, k, top):
 
 
 @jitable
-def _row_stats(logits, mask, b, lo, hi):
-    """``(top, total, last)``: the largest allowed logit, ``sum_k exp(l_k - top)``
-    (left to right) and the last class with a positive weight."""
+def _top(logits, mask, b, lo, hi):
+    """The largest allowed logit of the segment."""
     top = -np.inf
     for k in range(lo, hi):
         lk = np.float64(logits[b, k])
         if _allowed(mask, b, k, lk) and lk > top:
             top = lk
+    return top
+
+
+@jitable
+def _row_stats(logits, mask, b, lo, hi):
+    """``(top, total, last)``: the largest allowed logit, ``sum_k exp(l_k - top)``
+    (left to right) and the last class with a positive weight."""
+    top = _top(logits, mask, b, lo, hi)
     total = 0.0
     last = lo
     for k in range(lo, hi):
@@ -182,6 +189,49 @@ def _write_score_row(logits, mask, b, lo, hi, k, s, i, out_lo):
     for c in range(hi - lo):
         s[i, out_lo + c] = -(_weight(logits, mask, b, lo + c, top) / total)
     s[i, out_lo + k] += 1.0
+
+
+@jitable
+def _sample_score_any(logits, mask, b, u, s, i):
+    """Draw a class of row ``b``, write its score into ``s[i]``, return ``(k, log p)``."""
+    K = logits.shape[1]
+    top, total, last = _row_stats(logits, mask, b, 0, K)
+    k = _search_row(logits, mask, b, 0, last, top, u * total)
+    for c in range(K):
+        s[i, c] = -(_weight(logits, mask, b, c, top) / total)
+    s[i, k] += 1.0
+    return k, np.float64(logits[b, k]) - (top + m.log(total))
+
+
+@jitable
+def _sample_score_f64(logits, mask, b, u, s, i):
+    """:func:`_sample_score_any` with the weights kept in the float64 output row
+    (exactly the values it recomputes: the same draw, one ``exp`` per class)."""
+    K = logits.shape[1]
+    top = _top(logits, mask, b, 0, K)
+    total = 0.0
+    last = 0
+    for c in range(K):
+        w = _weight(logits, mask, b, c, top)
+        s[i, c] = w
+        total += w
+        if w > 0.0:
+            last = c
+    t = u * total
+    k = last
+    acc = 0.0
+    for c in range(last):
+        acc += s[i, c]
+        if t < acc:
+            k = c
+            break
+    for c in range(K):
+        s[i, c] = -(s[i, c] / total)
+    s[i, k] += 1.0
+    return k, np.float64(logits[b, k]) - (top + m.log(total))
+
+
+_sample_score_row = by_dtype(_sample_score_any, _sample_score_f64)
 
 
 @jitable
@@ -273,10 +323,8 @@ class scalar:
     @staticmethod
     @jitable
     def sample_score1(p, b, st, x, i, s):
-        K = p.logits.shape[1]
-        k, lp = _draw_row(p.logits, p.mask, b, 0, K, _uniform(st, 0))
+        k, lp = _sample_score_row(s.logits, p.logits, p.mask, b, _uniform(st, 0), s.logits, i)
         x[i] = k
-        _write_score_row(p.logits, p.mask, b, 0, K, k, s.logits, i, 0)
         return lp
 
     @staticmethod
