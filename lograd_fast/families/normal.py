@@ -18,16 +18,18 @@ Support: the real line.  Sampling: ``x = mu + sigma z`` with the ziggurat normal
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
-from ..distribution import Distribution, Family
+from ..distribution import Distribution, Family, check_finite
 
 HALF_LOG_2PI = 0.9189385332046727
 
@@ -166,17 +168,43 @@ class vectorised:
                    q.log_scale.astype(f), q.inv_scale)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scale_fields(loc, log_scale, scale, inv_scale):
+    """``scale = exp(log_scale)``, ``inv_scale = exp(-log_scale)`` in one compiled pass
+    (numpy's ufuncs and error states cost ~10 us on an RL step's 6 actions); returns
+    ``(code, index)``: 1 for a NaN/inf ``loc``, 2 for a NaN/inf ``log_scale``, 3 where
+    the exponentials over- or underflow, 0 if every element is fine."""
+    for i in range(log_scale.shape[0]):
+        mu = np.float64(loc[i])
+        ls = np.float64(log_scale[i])
+        if not (mu > -np.inf and mu < np.inf):
+            return 1, i
+        if not (ls > -np.inf and ls < np.inf):
+            return 2, i
+        sc = math.exp(ls)
+        inv = math.exp(-ls)
+        if not (sc > 0.0 and sc < np.inf and inv > 0.0 and inv < np.inf):
+            return 3, i
+        scale[i] = sc
+        inv_scale[i] = inv
+    return 0, -1
+
+
 def prepare_scale(flat: dict) -> dict:
     """``scale`` and ``inv_scale`` (float64) from ``log_scale``, for every location-scale
-    family; a ValueError where ``exp(log_scale)`` over- or underflows."""
-    log_scale = flat["log_scale"].astype(np.float64)
-    with np.errstate(over="ignore"):
-        scale = np.exp(log_scale)
-        inv_scale = np.exp(-log_scale)
-    bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
-    if bad.any():
+    family; a ValueError naming the argument for a NaN/inf ``loc`` or ``log_scale`` or
+    where ``exp(log_scale)`` over- or underflows."""
+    loc, log_scale = flat["loc"], flat["log_scale"]
+    scale, inv_scale = np.empty(log_scale.shape), np.empty(log_scale.shape)
+    code, i = _scale_fields(loc.reshape(-1), log_scale.reshape(-1), scale.reshape(-1),
+                            inv_scale.reshape(-1))
+    if code == 1:
+        check_finite(loc, "loc")
+    if code == 2:
+        check_finite(log_scale, "log_scale")
+    if code == 3:
         raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
-                         f"(e.g. {log_scale[bad].ravel()[0]})")
+                         f"(e.g. {log_scale.reshape(-1)[i]})")
     return {"scale": scale, "inv_scale": inv_scale}
 
 
@@ -188,6 +216,7 @@ FAMILY = Family(
     param_event_ndims=(0, 0),
     prepare=prepare_scale,
     numpy_ops=vectorised,
+    prepare_checks_finite=True,
 )
 register(NormalParams, scalar)
 

@@ -400,6 +400,7 @@ FAMILY = Family(
     param_event_ndims=(0, 0),
     prepare=prepare_scale,
     numpy_ops=vectorised,
+    prepare_checks_finite=True,  # prepare_scale checks loc and log_scale
 )
 register(TanhNormalParams, scalar)
 
