@@ -169,8 +169,10 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
     x, n = d._check_x(x)
     if n is None:
         raise ValueError("x must have a leading sample axis: shape (n, *batch_shape, *event_shape)")
-    if n < 2:
-        raise ValueError(f"need at least 2 samples to estimate a variance, got n={n}")
+    if n < 2 and baseline in ("loo", "mean", "optimal"):
+        raise ValueError(f"baseline={baseline!r} needs at least 2 draws (it is estimated "
+                         f"from the other draws), got n={n}: use baseline=None, a float or "
+                         "lf.EMA for a single draw")
     r, per_draw = _broadcast_rewards(d, rewards, n)
     extra: dict = {}
     if baseline is None:
@@ -213,7 +215,9 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
                     den.sum(0) > 0, num.sum(0) / den.sum(0), 0.0)
             t = t - beta[folds] * h
         grad[name] = np.asarray(t.mean(axis=0), d.dtype)
-        var[name] = np.asarray(t.var(axis=0, ddof=1), d.dtype)
+        # one draw: the gradient, but no variance to estimate (NaN, documented)
+        var[name] = np.asarray(t.var(axis=0, ddof=1), d.dtype) if n > 1 else \
+            np.full(t.shape[1:], np.nan, d.dtype)
         stderr[name] = np.sqrt(var[name] / n).astype(d.dtype)
         if return_terms:
             terms[name] = t.astype(d.dtype)
@@ -241,7 +245,9 @@ def score_function(dist: Distribution, f: Any = None, n: int | None = None, seed
         returning a float.  Requires ``n``.  Computed streaming, O(lanes x params)
         memory.
     n : int
-        Number of draws (``>= 2``).
+        Number of draws (``>= 2`` with ``f``).  From ``rewards``/``x`` a single draw
+        (``n = 1``, one trajectory) gives the gradient with ``var`` and ``stderr`` NaN;
+        the baselines ``"loo"``, ``"mean"`` and ``"optimal"`` need two draws or more.
     seed, stream : int
         Philox stream (the draws are those of ``dist.sample(n, seed, stream=stream)``).
     baseline : None, float, "mean", "loo", "optimal" or EMA
