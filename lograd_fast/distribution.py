@@ -538,6 +538,22 @@ class Distribution:
                                 lp.reshape(n_atoms // self._E), self._B, self._E)
         return lp
 
+    def _log_prob_and_score(self, x: Any) -> tuple:
+        """``(log_prob(x), score(x))`` with one validation of ``x`` (the adapters' call
+        for a backward pass); CPU backend, fresh outputs."""
+        if self.backend != "cpu":
+            return self.log_prob(x), self.score(x)
+        x, n = self._check_x(x)
+        self._check_score_support(x)
+        n_atoms = (n or 1) * self._B
+        lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
+        xf = self._flat_x(x, n_atoms)
+        cpu.log_prob(self._kernel_record(n), xf, lp.reshape(n_atoms // self._E), self._B,
+                     self._E)
+        _, _, s, sf = self._fresh(n, n_atoms, False, True)
+        cpu.score(self._kernel_record(n), xf, sf, self._B)
+        return lp, s
+
     def _flat_x(self, x, n_atoms):
         return x.reshape((n_atoms,) + self.sample_event_shape)
 
@@ -598,10 +614,10 @@ class Distribution:
         """Differential entropy (or Shannon entropy), summed over event dims: ``batch_shape``."""
         out = np.empty(self.batch_shape, np.float64)
         if self.backend == "numpy":
-            ent = self.family.numpy_ops.entropy(self._record)
+            ent = self.family.numpy_ops.entropy(self._host_record())
             out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
-            cpu.entropy(self._record, out.reshape(-1), self._E)
+            cpu.entropy(self._host_record(), out.reshape(-1), self._E)
         return out.astype(self.dtype)
 
     def kl(self, other: Distribution) -> np.ndarray:

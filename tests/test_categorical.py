@@ -27,21 +27,33 @@ def test_one_pass_equals_the_tables_bitwise(dtype, mask):
     logits = _logits(3, 5).astype(dtype)
     logits[2, 1] = -np.inf  # masked by its logit
     logits[0, 3] = -745.0  # allowed, probability underflows to 0
-    d = lf.Categorical(logits, mask=mask)
-    tables = d.tables
-    # n=None and n <= SMALL_N read the logits, n > SMALL_N the tables: the same draws
+    def fresh():  # its first operation reads the logits (one pass, no tables)
+        return lf.Categorical(logits, mask=mask)
+
     n = cat.SMALL_N
-    assert d._kernel_record(n) is d._record and d._kernel_record(n + 1) is tables
-    x, lp, s = d.sample_and_score(n, seed=4)
-    many = d.sample_and_score(200, seed=4)
+    d = fresh()
+    assert d._kernel_record(n) is d._record
+    d = fresh()
+    assert d._kernel_record(n + 1) is d.tables
+    d = fresh()
+    d.entropy()
+    assert d._kernel_record(None) is d.tables  # a later operation: tables, built once
+    # n=None and n <= SMALL_N read the logits, n > SMALL_N the tables: the same draws
+    x, lp, s = fresh().sample_and_score(n, seed=4)
+    many = fresh().sample_and_score(200, seed=4)
     np.testing.assert_array_equal(x, many[0][:n])
     np.testing.assert_array_equal(lp, many[1][:n])
     np.testing.assert_array_equal(s["logits"], many[2]["logits"][:n])
-    np.testing.assert_array_equal(d.sample(n, seed=9), d.sample(300, seed=9)[:n])
-    np.testing.assert_array_equal(d.sample(None, seed=9), d.sample(300, seed=9)[0])
+    np.testing.assert_array_equal(fresh().sample(n, seed=9), fresh().sample(300, seed=9)[:n])
+    np.testing.assert_array_equal(fresh().sample(None, seed=9), fresh().sample(300, seed=9)[0])
     xs = many[0]
-    np.testing.assert_array_equal(d.log_prob(xs[:n]), d.log_prob(xs)[:n])
-    np.testing.assert_array_equal(d.score(xs[:n])["logits"], d.score(xs)["logits"][:n])
+    np.testing.assert_array_equal(fresh().log_prob(xs[:n]), fresh().log_prob(xs)[:n])
+    np.testing.assert_array_equal(fresh().score(xs[:n])["logits"],
+                                  fresh().score(xs)["logits"][:n])
+    np.testing.assert_array_equal(fresh().entropy(), d.entropy())
+    lp2, s2 = fresh()._log_prob_and_score(xs[:n])
+    np.testing.assert_array_equal(lp2, lp)
+    np.testing.assert_array_equal(s2["logits"], s["logits"])
     # ... and the numpy backend (the reference) draws them too
     dn = lf.Categorical(logits, mask=mask, backend="numpy")
     np.testing.assert_array_equal(dn.sample(n, seed=4), x)

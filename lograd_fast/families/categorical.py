@@ -371,9 +371,18 @@ class table_scalar:
         _table_score(p, b, k, s, i)
         return p.log_probs[b, k]
 
-    # entropy and KL read the logits, like the one-pass record
-    entropy1 = scalar.entropy1
-    kl1 = scalar.kl1
+    @staticmethod
+    @jitable
+    def entropy1(p, b):
+        # the one-pass record's sum, term by term the same numbers (probs = w / total,
+        # log_probs = l - log Z)
+        acc = 0.0
+        for k in range(p.probs.shape[1]):
+            if p.probs[b, k] > 0.0:
+                acc -= p.probs[b, k] * p.log_probs[b, k]
+        return acc
+
+    kl1 = scalar.kl1  # from the logits, like the one-pass record
 
 
 # --------------------------------------------------------------------------- tables
@@ -503,8 +512,7 @@ class vectorised:
 
     @staticmethod
     def entropy(p):
-        t = tables(p.logits, p.mask)
-        return vectorised.entropy_rows(t["log_probs"], t["probs"])
+        return vectorised.entropy_rows(p.log_probs, p.probs)
 
     @staticmethod
     def kl_rows(lp, mp, lq, mq):
@@ -594,6 +602,7 @@ class Categorical(Distribution):
         self._setup({"logits": logits_arr}, extra, backend=backend)
         self.K = K
         self._tables = self._device_tables = None
+        self._used = False
 
     # -- which record an operation reads -------------------------------------------
     @property
@@ -607,7 +616,12 @@ class Categorical(Distribution):
         return self._tables
 
     def _host_record(self, n=None):
-        if self.backend == "cpu" and (n is None or n <= SMALL_N):
+        # The first operation of few draws per row reads the logits; any later one
+        # finds the tables built (a reused distribution: torch's log_prob, score and
+        # entropy of one batch), which save the exponentials of every further pass.
+        if self._tables is None and self.backend == "cpu" and (n is None or n <= SMALL_N) \
+                and not self._used:
+            self._used = True
             return self._record
         return self.tables
 
