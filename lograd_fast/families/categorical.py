@@ -632,6 +632,12 @@ class Categorical(Distribution):
             self._device_tables = cuda_backend().to_device_record(self.tables)
         return self._device_tables
 
+    def _log_prob_and_score(self, x) -> tuple:
+        # two passes over the same rows (and usually the entropy next): build the tables
+        if self.backend == "cpu" and self._tables is None:
+            self._used = True
+        return super()._log_prob_and_score(x)
+
     # -- checks of x -----------------------------------------------------------------
     def _bad_class(self, x: np.ndarray, allowed_only: bool) -> None:
         rec = self._record
