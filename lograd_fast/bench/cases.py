@@ -30,6 +30,7 @@ from .competitors import (
     torch_normal,
 )
 from .report import plain_table
+from .rl import RL_CASES
 from .timing import BASELINE, LOGRAD, Context, Row, best_times
 
 
@@ -393,6 +394,7 @@ CASES: dict[str, Callable[[Context], Row]] = {
     "compile": case_compile,
     "float32": case_float32,
 }
+CASES.update(RL_CASES)  # the torch adapter inside RL calls, and PPO (bench/rl.py)
 CASE_IDS = tuple(CASES)
 
 
