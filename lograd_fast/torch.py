@@ -400,16 +400,13 @@ class _CategoricalRules:
         return [-g.unsqueeze(-1) * p * (log_p + ent)]
 
     @staticmethod
-    def d_entropy_first(d, g):
-        """First order only (no graph): ``-p (log p + H)`` from the lograd_fast
-        distribution's tables, one numpy pass instead of a dozen torch operations."""
-        t = d.tables
-        ent = -np.where(t.probs > 0, t.probs * t.log_probs, 0.0).sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore"):
-            grad = np.where(t.probs > 0, -t.probs * (t.log_probs + ent), 0.0)
-        grad = torch.from_numpy(grad.astype(d.dtype, copy=False).reshape(
-            d.full_shape + (d.K,)))
-        return [g.unsqueeze(-1) * grad]
+    def entropy_grad(d) -> list:
+        """``[dH/dlogits]`` (no graph) from the lograd_fast distribution's tables: one
+        compiled pass instead of a dozen torch operations in the backward."""
+        from .families.categorical import entropy_grad
+
+        grad = entropy_grad(d.tables, d.dtype)
+        return [torch.from_numpy(grad.reshape(d.full_shape + (d.K,)))]
 
     @classmethod
     def d_kl(cls, p, q, mask_p, mask_q, g, event_ndims):
@@ -739,22 +736,10 @@ class _EntropyFn(torch.autograd.Function):
         _save(ctx, spec, list(params), len(params), (mask,))
 
     @staticmethod
-    def eager_context(ctx, inputs):
-        spec, mask, *params = inputs
-        ctx.lf_dist = _lf(spec, list(params), mask)  # the owner's, built by forward
-
-    @staticmethod
     def backward(ctx, g):
         saved = ctx.saved_tensors
-        params = list(saved[: ctx.n])
-        fast = _rules(ctx.spec, "d_entropy_first")
-        d = getattr(ctx, "lf_dist", None)
-        if fast is not None and d is not None and not torch.is_grad_enabled() \
-                and d.backend == "cpu":
-            grads = fast.d_entropy_first(d, g)
-            return (None, None, *[_sum_to(t, p.shape) for t, p in zip(grads, params)])
         (mask,) = _masks(ctx, saved[ctx.n:])
-        return (None, None, *_entropy_grads(ctx.spec, params, mask, g))
+        return (None, None, *_entropy_grads(ctx.spec, list(saved[: ctx.n]), mask, g))
 
 
 class _KLFn(torch.autograd.Function):
@@ -786,21 +771,88 @@ def _eager_twin(fn: type) -> type:
     def forward(ctx, *args):
         out = fn.forward(*args)
         fn.setup_context(ctx, args, out)
-        if hasattr(fn, "eager_context"):
-            fn.eager_context(ctx, args)
         return out
 
     return type(f"_Eager{fn.__name__}", (torch.autograd.Function,),
                 {"forward": staticmethod(forward), "backward": staticmethod(fn.backward)})
 
 
-_EAGER = {fn: _eager_twin(fn) for fn in (_LogProbFn, _SampleScoreFn, _EntropyFn, _KLFn)}
+class _LogProbFirst(torch.autograd.Function):
+    """Eager ``log_prob`` whose output is the log-probability alone: the scores stay
+    intermediates of the call (no outputs to track, one multiplication in the
+    backward).  When the backward itself is differentiated (``create_graph``), it
+    recomputes through :class:`_LogProbFn`, whose scores carry the closed-form second
+    derivatives."""
+
+    @staticmethod
+    def forward(ctx, spec, x, mask, *params):
+        lp, scores = _log_prob_score_op(spec, x, list(params), mask)
+        ctx.spec, ctx.scores, ctx.has_mask = spec, scores, mask is not None
+        ctx.param_shapes = [p.shape for p in params]
+        ctx.save_for_backward(x, *params, *([mask] if mask is not None else []))
+        return lp
+
+    @staticmethod
+    def backward(ctx, g):
+        need_x = ctx.needs_input_grad[1]
+        if torch.is_grad_enabled() or need_x:
+            saved = ctx.saved_tensors
+            x = saved[0]
+            params = list(saved[1:len(saved) - ctx.has_mask])
+            mask = saved[-1] if ctx.has_mask else None
+            if torch.is_grad_enabled():
+                out = _LogProbFn.apply(ctx.spec, x, mask, *params)
+                gx, grads = _log_prob_grads(ctx.spec, x, params, list(out[1:]), mask, g,
+                                            None, need_x)
+            else:
+                gx, grads = _log_prob_grads(ctx.spec, x, params, ctx.scores, mask, g, None,
+                                            need_x)
+            return (None, gx, None, *grads)
+        grads = [_bcast(g, sc.dim()) * sc for sc in ctx.scores]
+        shapes = ctx.param_shapes
+        return (None, None, None, *[_sum_to(gr, sh) for gr, sh in zip(grads, shapes)])
+
+
+class _EntropyFirst(torch.autograd.Function):
+    """Eager ``entropy`` of a family with a first-order fast path (``entropy_grad`` of
+    its rules): the gradient comes with the value, the backward is one multiplication;
+    a differentiated backward recomputes through :class:`_EntropyFn`."""
+
+    @staticmethod
+    def forward(ctx, spec, mask, *params):
+        d = _lf(spec, list(params), mask)
+        ent = _out(np.ascontiguousarray(d.entropy()), d.batch_shape, params[0].device)
+        ctx.spec, ctx.has_mask = spec, mask is not None
+        ctx.grads = _rules(spec, "entropy_grad").entropy_grad(d)
+        ctx.param_shapes = [p.shape for p in params]
+        ctx.save_for_backward(*params, *([mask] if mask is not None else []))
+        return ent
+
+    @staticmethod
+    def backward(ctx, g):
+        if torch.is_grad_enabled():
+            saved = ctx.saved_tensors
+            params = list(saved[:len(saved) - ctx.has_mask])
+            mask = saved[-1] if ctx.has_mask else None
+            return (None, None, *_entropy_grads(ctx.spec, params, mask, g))
+        return (None, None, *[_sum_to(_bcast(g, gr.dim()) * gr, sh)
+                              for gr, sh in zip(ctx.grads, ctx.param_shapes)])
+
+
+_EAGER = {fn: _eager_twin(fn) for fn in (_SampleScoreFn, _EntropyFn, _KLFn)}
 
 
 def _apply(fn: type, *args: Any):
     if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
         return fn.apply(*args)
     return _EAGER[fn].apply(*args)
+
+
+def _log_prob_graph(spec: str, x: torch.Tensor, mask, params: list) -> torch.Tensor:
+    """``log_prob`` with a graph to the parameters (and the value)."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return _LogProbFn.apply(spec, x, mask, *params)[0]
+    return _LogProbFirst.apply(spec, x, mask, *params)
 
 
 # ============================================================================ classes
@@ -847,18 +899,19 @@ class Distribution(_td.Distribution):
         self._params = params
         self._spec = spec
         self._event_ndims = int(event_ndims)
-        full = _broadcast(*(tuple(p.shape[: p.dim() - t]) for p, t in zip(
-            params, FAMILY_CLASSES[self._lf_name].family.param_event_ndims)), extra_lead)
+        leads = [p.shape[: p.dim() - t] for p, t in zip(
+            params, FAMILY_CLASSES[self._lf_name].family.param_event_ndims)]
+        if extra_lead:
+            leads.append(extra_lead)
+        full = _broadcast(*leads)
         k = len(full) - self._event_ndims
         if k < 0:
             raise ValueError(f"event_ndims={event_ndims} exceeds the parameters' "
                              f"{len(full)} batch dims {tuple(full)}")
         self._full_shape = torch.Size(full)
-        _, _, ses, _ = _shapes(spec, params, self._mask)
-        self._core = tuple(full) + tuple(ses)  # the trailing dims of a value
+        self._core = tuple(full)  # the trailing dims of a value (the classes' draws are scalars)
         # validation runs in the kernels of every call (see the module docstring)
-        super().__init__(torch.Size(full[:k]), torch.Size(tuple(full[k:]) + ses),
-                         validate_args=False)
+        super().__init__(torch.Size(full[:k]), torch.Size(full[k:]), validate_args=False)
         self._validate_args = _td.Distribution._validate_args if validate_args is None \
             else bool(validate_args)
 
@@ -967,7 +1020,7 @@ class Distribution(_td.Distribution):
         x = self._value(value)
         params = self._params if not x.is_floating_point() else self._cast(x.dtype)
         if self._needs_grad(x, *params):
-            return self._call(_apply, _LogProbFn, self._spec, x, self._mask, *params)[0]
+            return self._call(_log_prob_graph, self._spec, x, self._mask, params)
         return self._call(_log_prob_op, self._spec, x, params, self._mask)
 
     def score(self, value: Any) -> dict[str, torch.Tensor]:
@@ -982,6 +1035,10 @@ class Distribution(_td.Distribution):
     def entropy(self) -> torch.Tensor:
         """Entropy ``batch_shape``; differentiable w.r.t. the parameters (closed form)."""
         if self._needs_grad(*self._params):
+            if _rules(self._spec, "entropy_grad") is not None and not (
+                    torch.compiler.is_compiling()
+                    or torch._C._are_functorch_transforms_active()) and _plain(self._params):
+                return self._call(_EntropyFirst.apply, self._spec, self._mask, *self._params)
             return self._call(_apply, _EntropyFn, self._spec, self._mask, *self._params)
         return self._call(_entropy_op, self._spec, self._params, self._mask)
 
@@ -1290,5 +1347,5 @@ def log_prob(dist_class: type, value: Any, **params: Any) -> torch.Tensor:
     if x.dim() < len(core) or tuple(x.shape[x.dim() - len(core):]) != core:
         x = x.expand(_broadcast(x.shape, core))
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *tensors)):
-        return _apply(_LogProbFn, spec, x, mask, *tensors)[0]
+        return _log_prob_graph(spec, x, mask, tensors)
     return _log_prob_op(spec, x, tensors, mask)
