@@ -61,6 +61,10 @@ from torch.distributions import constraints
 
 from .families import FAMILY_CLASSES
 
+if not hasattr(torch.library, "register_vmap"):  # register_fake/register_vmap: torch 2.4
+    raise ImportError(f"lograd_fast.torch needs torch >= 2.4 (its operators register fake "
+                      f"and vmap rules), found torch {torch.__version__}")
+
 __all__ = ["Distribution", "Normal", "TanhNormal", "Categorical", "log_prob"]
 
 _FLOATS = (torch.float32, torch.float64)
