@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .timing import Context, Row
+from .timing import Context, Row, best_times
 
 BATCHES = (1, 4, 64, 128, 1024)
 K = 6  # classes of the Categorical policy
@@ -103,16 +103,7 @@ def make_call(lib, family: str, phase: str, B: int, seed: int = 0) -> Callable[[
 def cpu_times(calls: dict[str, Callable], repeats: int, n: int) -> dict[str, float]:
     """CPU seconds per call of each contender: round-robin rounds of ``n`` calls each,
     after one warm-up call; the minimum over ``repeats`` rounds."""
-    for fn in calls.values():
-        fn()
-    best = dict.fromkeys(calls, math.inf)
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            t0 = time.process_time()
-            for _ in range(n):
-                fn()
-            best[name] = min(best[name], (time.process_time() - t0) / n)
-    return best
+    return best_times(calls, repeats, budget_s=math.inf, calls=n, timer=time.process_time)
 
 
 class _OneThread:

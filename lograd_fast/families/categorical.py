@@ -130,6 +130,21 @@ def _top(logits, mask, b, lo, hi):
 
 
 @jitable
+def _fill_weights(logits, mask, b, top, out, i):
+    """``w_k = exp(l_k - top)`` of row ``b`` into ``out[i, :K]`` (kept for the next
+    pass: one ``exp`` per class); returns ``(total, last)`` as :func:`_row_stats`."""
+    total = 0.0
+    last = 0
+    for k in range(logits.shape[1]):
+        w = _weight(logits, mask, b, k, top)
+        out[i, k] = w
+        total += w
+        if w > 0.0:
+            last = k
+    return total, last
+
+
+@jitable
 def _row_stats(logits, mask, b, lo, hi):
     """``(top, total, last)``: the largest allowed logit, ``sum_k exp(l_k - top)``
     (left to right) and the last class with a positive weight."""
@@ -209,12 +224,7 @@ def _score_f64(logits, mask, b, k, s, i):
     """:func:`_score_any` with the weights kept in the float64 output row between the
     passes (the same numbers, one ``exp`` per class)."""
     K = logits.shape[1]
-    top = _top(logits, mask, b, 0, K)
-    total = 0.0
-    for c in range(K):
-        w = _weight(logits, mask, b, c, top)
-        s[i, c] = w
-        total += w
+    total, _ = _fill_weights(logits, mask, b, _top(logits, mask, b, 0, K), s, i)
     inv = 1.0 / total
     for c in range(K):
         s[i, c] = -(s[i, c] * inv)
@@ -243,14 +253,7 @@ def _sample_score_f64(logits, mask, b, u, s, i):
     (exactly the values it recomputes: the same draw, one ``exp`` per class)."""
     K = logits.shape[1]
     top = _top(logits, mask, b, 0, K)
-    total = 0.0
-    last = 0
-    for c in range(K):
-        w = _weight(logits, mask, b, c, top)
-        s[i, c] = w
-        total += w
-        if w > 0.0:
-            last = c
+    total, last = _fill_weights(logits, mask, b, top, s, i)
     t = u * total
     k = last
     acc = 0.0
@@ -430,14 +433,7 @@ def _fill_tables(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
     for b in range(lo, hi):
         # _row_stats' sums, with the weights kept in probs (one exp per class)
         top = _top(logits, mask, b, 0, K)
-        tot = 0.0
-        last = 0
-        for k in range(K):
-            w = _weight(logits, mask, b, k, top)
-            probs[b, k] = w
-            tot += w
-            if w > 0.0:
-                last = k
+        tot, last = _fill_weights(logits, mask, b, top, probs, b)
         norm = top + math.log(tot)
         log_norm[b] = norm
         total[b] = tot
