@@ -218,7 +218,8 @@ def ppo_table(results: dict) -> str:
 def _calls_case(family: str, phase: str) -> Callable[[Context], Row]:
     def case(ctx: Context) -> Row:
         if ctx.torch is None:
-            raise RuntimeError("the RL cases need torch")
+            return _skipped(f"rl-{family.lower()}-{phase}", f"torch adapter, {family} {phase}",
+                            "needs torch (not installed, or --no-optional)")
         batches = (4, 128) if ctx.quick else BATCHES
         per_b = measure_calls(family, phase, batches, repeats=max(ctx.repeats, 3),
                               budget_s=0.01 if ctx.quick else 0.05)
@@ -238,7 +239,19 @@ def _calls_case(family: str, phase: str) -> Callable[[Context], Row]:
     return case
 
 
+def _skipped(case_id: str, title: str, why: str) -> Row:
+    nan = float("nan")
+    return Row(case_id, title, "", {OURS: nan, THEIRS: nan}, "", None, primary=OURS,
+               baseline=THEIRS, unit="µs", note=f"skipped: {why}")
+
+
 def case_rl_ppo(ctx: Context) -> Row:
+    import importlib.util
+
+    if ctx.torch is None or importlib.util.find_spec("gymnasium") is None \
+            or ppo_example() is None:
+        return _skipped("rl-ppo", "PPO (examples/ppo.py)", "needs torch, gymnasium and the "
+                        "source tree's examples/")
     steps = 4096 if ctx.quick else PPO_STEPS
     res = measure_ppo(steps)
     times = {}
