@@ -34,6 +34,7 @@ BACKENDS = ("cpu", "cuda", "numpy")
 _MAX_SEED = 2**64 - 1
 _MAX_STREAM = 2**32 - 1
 _MAX_ATOMS = 2**62
+_U64_ZERO = np.uint64(0)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ def check_seed(seed: Any, stream: Any) -> tuple:
         raise ValueError(f"seed must be in [0, {_MAX_SEED}], got {seed}")
     if not 0 <= stream <= _MAX_STREAM:
         raise ValueError(f"stream must be in [0, {_MAX_STREAM}], got {stream}")
+    if seed <= 0xFFFFFFFF and stream == 0:  # the common call: two shared zeros
+        return (np.uint64(seed), _U64_ZERO, _U64_ZERO)
     return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(stream))
 
 
@@ -413,15 +416,17 @@ class Distribution:
         the flat ones the kernels write."""
         x = xf = s = sf = None
         lead = () if n is None else (n,)
+        # a 1-D batch drawn once (an RL step) needs no reshape: the flat array is it
+        same = len(self.full_shape) == 1 and n is None
         if want_x:
             xf = np.empty((n_atoms,) + self.sample_event_shape, self._sample_dtype)
-            x = xf.reshape(lead + self.full_shape + self.sample_event_shape)
+            x = xf if same else xf.reshape(lead + self.full_shape + self.sample_event_shape)
         if want_s:
             s, flat = {}, []
             for name, tail in self._param_tail.items():
                 a = np.empty((n_atoms,) + tail, self.dtype)
                 flat.append(a)
-                s[name] = a.reshape(lead + self.full_shape + tail)
+                s[name] = a if same else a.reshape(lead + self.full_shape + tail)
             sf = self.family.scores_cls(*flat)
         return x, xf, s, sf
 

@@ -645,8 +645,8 @@ class Categorical(Distribution):
     family = FAMILY
 
     def __init__(self, logits, mask=None, *, backend: str = "cpu"):
-        logits_arr = logits if hasattr(logits, "__cuda_array_interface__") \
-            else as_array(logits, "logits")
+        logits_arr = logits if type(logits) is np.ndarray or hasattr(
+            logits, "__cuda_array_interface__") else as_array(logits, "logits")
         shape = logits_arr.shape
         if len(shape) < 1:
             raise ValueError("logits must have at least one dimension (the classes)")
@@ -665,8 +665,9 @@ class Categorical(Distribution):
             extra = {"mask": mask_arr}
         self._setup({"logits": logits_arr}, extra, backend=backend)
         self.K = K
-        self._tables = self._device_tables = None
-        self._used = False
+
+    _tables = _device_tables = None  # built on first use (per instance)
+    _used = False  # an operation has read the logits: the next one builds the tables
 
     # -- which record an operation reads -------------------------------------------
     @property
