@@ -404,13 +404,14 @@ class _CategoricalRules:
         return [-g.unsqueeze(-1) * p * (log_p + ent)]
 
     @staticmethod
-    def entropy_grad(d) -> list:
-        """``[dH/dlogits]`` (no graph) from the lograd_fast distribution's tables: one
-        compiled pass instead of a dozen torch operations in the backward."""
-        from .families.categorical import entropy_grad
+    def entropy_and_grad(d) -> tuple:
+        """``(H, [dH/dlogits])`` (no graph) from the lograd_fast distribution's tables,
+        one compiled pass (instead of a dozen torch operations in the backward)."""
+        from .families.categorical import entropy_and_grad
 
-        grad = entropy_grad(d.tables, d.dtype)
-        return [torch.from_numpy(grad.reshape(d.full_shape + (d.K,)))]
+        ent, grad = entropy_and_grad(d.tables, d.dtype)
+        return (torch.from_numpy(ent.reshape(d.batch_shape)),
+                [torch.from_numpy(grad.reshape(d.full_shape + (d.K,)))])
 
     @classmethod
     def d_kl(cls, p, q, mask_p, mask_q, g, event_ndims):
@@ -818,16 +819,15 @@ class _LogProbFirst(torch.autograd.Function):
 
 
 class _EntropyFirst(torch.autograd.Function):
-    """Eager ``entropy`` of a family with a first-order fast path (``entropy_grad`` of
-    its rules): the gradient comes with the value, the backward is one multiplication;
+    """Eager ``entropy`` of a family with a first-order fast path (``entropy_and_grad``
+    of its rules): the gradient comes with the value, the backward is one multiplication;
     a differentiated backward recomputes through :class:`_EntropyFn`."""
 
     @staticmethod
     def forward(ctx, spec, mask, *params):
         d = _lf(spec, list(params), mask)
-        ent = _out(np.ascontiguousarray(d.entropy()), d.batch_shape, params[0].device)
+        ent, ctx.grads = _rules(spec, "entropy_and_grad").entropy_and_grad(d)
         ctx.spec, ctx.has_mask = spec, mask is not None
-        ctx.grads = _rules(spec, "entropy_grad").entropy_grad(d)
         ctx.param_shapes = [p.shape for p in params]
         ctx.save_for_backward(*params, *([mask] if mask is not None else []))
         return ent
@@ -843,20 +843,29 @@ class _EntropyFirst(torch.autograd.Function):
                               for gr, sh in zip(ctx.grads, ctx.param_shapes)])
 
 
-_EAGER = {fn: _eager_twin(fn) for fn in (_SampleScoreFn, _EntropyFn, _KLFn)}
+def _c_apply(fn: type):
+    """``fn.apply`` without ``Function.apply``'s Python layer (its argument binding and
+    functorch checks, ~2.5 us per call measured): for the eager paths only, where no
+    functorch transform is active."""
+    return super(torch.autograd.Function, fn).apply
+
+
+_EAGER = {fn: _c_apply(_eager_twin(fn)) for fn in (_SampleScoreFn, _EntropyFn, _KLFn)}
+_LOG_PROB_FIRST = _c_apply(_LogProbFirst)
+_ENTROPY_FIRST = _c_apply(_EntropyFirst)
 
 
 def _apply(fn: type, *args: Any):
     if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
         return fn.apply(*args)
-    return _EAGER[fn].apply(*args)
+    return _EAGER[fn](*args)
 
 
 def _log_prob_graph(spec: str, x: torch.Tensor, mask, params: list) -> torch.Tensor:
     """``log_prob`` with a graph to the parameters (and the value)."""
     if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
         return _LogProbFn.apply(spec, x, mask, *params)[0]
-    return _LogProbFirst.apply(spec, x, mask, *params)
+    return _LOG_PROB_FIRST(spec, x, mask, *params)
 
 
 # ============================================================================ classes
@@ -894,6 +903,7 @@ class Distribution(_td.Distribution):
     ``_lf_name`` and build ``self._params`` (a list of tensors) and ``self._mask``."""
 
     _lf_name: str
+    _discrete = False  # integer class indices as values
     _mask: torch.Tensor | None = None
     _drawn: tuple | None = None  # (x, log_prob(x), parameter versions) of the last sample
     _lf_cache: tuple | None = None  # (spec, versions, lograd_fast distribution)
@@ -901,6 +911,7 @@ class Distribution(_td.Distribution):
     def _init(self, params: list, spec: str, event_ndims: int, validate_args,
               extra_lead: tuple = ()) -> None:
         self._params = params
+        self._device = params[0].device
         self._spec = spec
         self._event_ndims = int(event_ndims)
         leads = [p.shape[: p.dim() - t] for p, t in zip(
@@ -926,7 +937,7 @@ class Distribution(_td.Distribution):
 
     @property
     def device(self) -> torch.device:
-        return self._params[0].device
+        return self._device
 
     def _seed(self, seed: int | None) -> torch.Tensor:
         if seed is None:  # torch's global generator: torch.manual_seed makes runs repeat
@@ -952,7 +963,7 @@ class Distribution(_td.Distribution):
         if value.device != self.device:
             raise ValueError(f"value is on {value.device} but the distribution's parameters "
                              f"are on {self.device}")
-        if FAMILY_CLASSES[self._lf_name].family.discrete:
+        if self._discrete:
             if value.is_floating_point():
                 if self._validate_args and not torch._is_all_true(value == value.floor()):
                     raise ValueError("value must hold integer class indices")
@@ -1039,10 +1050,11 @@ class Distribution(_td.Distribution):
     def entropy(self) -> torch.Tensor:
         """Entropy ``batch_shape``; differentiable w.r.t. the parameters (closed form)."""
         if self._needs_grad(*self._params):
-            if _rules(self._spec, "entropy_grad") is not None and not (
+            if _rules(self._spec, "entropy_and_grad") is not None and \
+                    self._device.type == "cpu" and not (
                     torch.compiler.is_compiling()
                     or torch._C._are_functorch_transforms_active()) and _plain(self._params):
-                return self._call(_EntropyFirst.apply, self._spec, self._mask, *self._params)
+                return self._call(_ENTROPY_FIRST, self._spec, self._mask, *self._params)
             return self._call(_apply, _EntropyFn, self._spec, self._mask, *self._params)
         return self._call(_entropy_op, self._spec, self._params, self._mask)
 
@@ -1052,6 +1064,7 @@ class Distribution(_td.Distribution):
         tail = tuple(self._full_shape[len(self.batch_shape):])
         full = batch_shape + tail
         new.__dict__.update(self.__dict__)
+        new._lf_cache = new._drawn = None  # of the old shape
         new._params = [p.expand(full + tuple(p.shape[p.dim() - t:])) for p, t in zip(
             self._params, FAMILY_CLASSES[self._lf_name].family.param_event_ndims)]
         if self._mask is not None:
@@ -1220,6 +1233,7 @@ class Categorical(Distribution):
     through the log, as torch)."""
 
     _lf_name = "Categorical"
+    _discrete = True
     arg_constraints = {"probs": constraints.simplex, "logits": constraints.real_vector}
     has_enumerate_support = True
 

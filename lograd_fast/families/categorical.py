@@ -450,24 +450,27 @@ def _fill_tables(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _entropy_grad_rows(probs, log_probs, out):
-    """``dH/dl_k = -p_k (log p_k + H)`` of every row, exactly 0 where ``p_k = 0``."""
+def _entropy_grad_rows(probs, log_probs, ent, grad):
+    """Each row's entropy (the sum of ``table_scalar.entropy1``, term by term) and its
+    gradient ``dH/dl_k = -p_k (log p_k + H)``, exactly 0 where ``p_k = 0``."""
     for b in range(probs.shape[0]):
-        ent = 0.0
+        acc = 0.0
         for k in range(probs.shape[1]):
             if probs[b, k] > 0.0:
-                ent -= probs[b, k] * log_probs[b, k]
+                acc -= probs[b, k] * log_probs[b, k]
+        ent[b] = acc
         for k in range(probs.shape[1]):
             pk = probs[b, k]
-            out[b, k] = -pk * (log_probs[b, k] + ent) if pk > 0.0 else 0.0
+            grad[b, k] = -pk * (log_probs[b, k] + acc) if pk > 0.0 else 0.0
 
 
-def entropy_grad(tables: CategoricalTables, dtype) -> np.ndarray:
-    """The gradient of each row's entropy w.r.t. its logits, ``(B, K)`` of ``dtype``
-    (the torch adapter's first-order backward)."""
-    out = np.empty(tables.probs.shape, dtype)
-    _entropy_grad_rows(tables.probs, tables.log_probs, out)
-    return out
+def entropy_and_grad(tables: CategoricalTables, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's entropy ``(B,)`` and its gradient w.r.t. the logits ``(B, K)``, of
+    ``dtype``, in one compiled pass (the torch adapter's entropy with a backward)."""
+    ent = np.empty(tables.probs.shape[0], dtype)
+    grad = np.empty(tables.probs.shape, dtype)
+    _entropy_grad_rows(tables.probs, tables.log_probs, ent, grad)
+    return ent, grad
 
 
 def tables(logits: np.ndarray, mask: np.ndarray) -> dict:
