@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -55,6 +56,11 @@ class Family:
     ``prepare_checks_finite``  ``prepare`` itself rejects NaN (and +inf) parameters
                      with the same ``ValueError`` as :func:`check_finite` (which is
                      then not run: one pass over the parameters less).
+    ``reflect_odd``  families with a ``reflect1`` entry point: the parameters whose
+                     score is odd under the reflection, ``s(reflect(x)) = -s(x)``
+                     (``loc`` of a symmetric family); the others' scores are even.
+                     The antithetic estimator uses it (the pair average of an odd
+                     score is identically 0).
     """
 
     name: str
@@ -67,6 +73,7 @@ class Family:
     sample_event_shape: Callable[[Any], tuple] = lambda p: ()
     discrete: bool = False
     prepare_checks_finite: bool = False
+    reflect_odd: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -138,7 +145,11 @@ def as_float_param(value: Any, name: str) -> np.ndarray:
 
 
 def common_dtype(arrays: list[np.ndarray], scalars: list[bool]) -> np.dtype:
-    """float32 if every *array* parameter is float32 (Python scalars don't upcast)."""
+    """float32 if every *array* parameter is float32 (Python scalars don't upcast).
+
+    ``scalars[i]`` marks a *Python* ``int``/``float``: weakly typed, as in numpy's
+    NEP 50.  A numpy scalar (``np.float32(0.5)``) carries its dtype and counts as an
+    array of that dtype."""
     kinds = [a.dtype for a, s in zip(arrays, scalars) if not s]
     if kinds and all(k == np.float32 for k in kinds):
         return np.dtype(np.float32)
@@ -185,15 +196,66 @@ def check_seed(seed: Any, stream: Any) -> tuple:
     return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(stream))
 
 
-def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str) -> None:
-    if not isinstance(out, np.ndarray) and not hasattr(out, "__cuda_array_interface__"):
-        raise TypeError(f"{name} must be an array, got {type(out).__name__}")
+def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str, device: bool = False) -> None:
+    """Check a caller's output buffer: exactly a ``numpy.ndarray`` (or, when
+    ``device``, a CUDA array) of ``shape`` and ``dtype``, writeable and C-contiguous.
+
+    Subclasses are refused: the drivers write through ``reshape`` views, and a
+    subclass may change what ``reshape`` returns (``np.matrix`` stays 2-D, so a
+    kernel wrote past its end)."""
+    if type(out) is not np.ndarray and not (device and hasattr(out, "__cuda_array_interface__")
+                                            and not isinstance(out, np.ndarray)):
+        what = "a CUDA array or " if device else ""
+        raise TypeError(f"{name} must be {what}a numpy.ndarray (not a subclass), got "
+                        f"{type(out).__module__}.{type(out).__name__}")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
     if np.dtype(out.dtype) != np.dtype(dtype):
         raise ValueError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
     if isinstance(out, np.ndarray) and not (out.flags.c_contiguous and out.flags.writeable):
         raise ValueError(f"{name} must be a writeable C-contiguous array")
+
+
+def _extent(arr: Any) -> tuple[bool, int, int]:
+    """``(on_device, first byte, end byte)`` of a C-contiguous host or CUDA array."""
+    if isinstance(arr, np.ndarray):
+        return False, arr.ctypes.data, arr.ctypes.data + arr.nbytes
+    ptr = int(arr.__cuda_array_interface__["data"][0])
+    nbytes = math.prod(arr.shape) * np.dtype(arr.dtype).itemsize
+    return True, ptr, ptr + nbytes
+
+
+def check_no_overlap(arrays: list[tuple[str, Any]]) -> None:
+    """ValueError if two of the named output buffers share memory.
+
+    The kernels write every output in one pass; aliased buffers (``out=(x, x, s)``,
+    two score keys on one array, overlapping views) would silently mix results.
+    The buffers are C-contiguous (see :func:`check_out`), so two of them share
+    memory exactly when their byte ranges intersect."""
+    spans = [(name, _extent(a)) for name, a in arrays if math.prod(a.shape) > 0]
+    for i, (name_a, (dev_a, lo_a, hi_a)) in enumerate(spans):
+        for name_b, (dev_b, lo_b, hi_b) in spans[i + 1:]:
+            if dev_a == dev_b and lo_a < hi_b and lo_b < hi_a:
+                raise ValueError(f"{name_a} and {name_b} share memory: every output needs a "
+                                 "buffer of its own")
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (bytes); 2**63 where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**63
+
+
+def _bytes_per_draw(d: Any, scores: bool) -> int:
+    """Bytes of one draw's outputs: the sample, and with ``scores`` its log-prob and scores."""
+    size = d._B * math.prod(d.sample_event_shape) * d._sample_dtype.itemsize
+    if scores:
+        item = d.dtype.itemsize
+        size += math.prod(d.batch_shape) * item + sum(
+            d._B * math.prod(tail) * item for tail in d._param_tail.values())
+    return size
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -251,7 +313,7 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
             or event_ndims < 0:
         raise ValueError(f"event_ndims must be a non-negative int, got {event_ndims!r}")
     arrays = [as_float_param(params[k], k) for k in fam.param_names]
-    scalars = [np.ndim(params[k]) == 0 and not isinstance(params[k], np.ndarray)
+    scalars = [isinstance(params[k], (int, float)) and not isinstance(params[k], np.generic)
                for k in fam.param_names]
     dtype = common_dtype(arrays, scalars)
     arrays = [a.astype(dtype, copy=False) for a in arrays]
@@ -392,7 +454,8 @@ class Distribution:
                 raise TypeError(f"out must be a tuple of {len(shapes)} items "
                                 f"({', '.join(s[0] for s in shapes)}) like the return value")
             given = list(out)
-        result = []
+        result, given_arrays = [], []
+        device = self.backend == "cuda"
         for (what, shape, dtype), arr in zip(shapes, given):
             if what == "score":
                 if arr is None:
@@ -402,12 +465,16 @@ class Distribution:
                         raise TypeError("out for the score must be a dict with keys "
                                         f"{sorted(shape)}")
                     for k, v in shape.items():
-                        check_out(arr[k], v, dtype, f"out[{k!r}]")
+                        check_out(arr[k], v, dtype, f"out[{k!r}]", device)
+                        given_arrays.append((f"out[{k!r}]", arr[k]))
             elif arr is None:
                 arr = self._alloc(shape, dtype)
             else:
-                check_out(arr, shape, dtype, f"out ({what})")
+                check_out(arr, shape, dtype, f"out ({what})", device)
+                given_arrays.append((f"out ({what})", arr))
             result.append(arr)
+        if len(given_arrays) > 1:
+            check_no_overlap(given_arrays)
         return result
 
     def _fresh(self, n: int | None, n_atoms: int, want_x: bool, want_s: bool):
@@ -468,6 +535,8 @@ class Distribution:
         if x.ndim < k or x.shape[x.ndim - k:] != core:
             try:
                 target = np.broadcast_shapes(x.shape, core)
+                if target[len(target) - k:] != core:  # x would grow the batch/event dims
+                    raise ValueError
             except ValueError:
                 raise ValueError(f"x has shape {x.shape}; expected (..., *{core}) "
                                  f"(sample dims then batch and event dims {core})") from None
@@ -496,8 +565,18 @@ class Distribution:
     def _check_score_support(self, x: np.ndarray) -> None:
         """Families override to reject points where the score is undefined (ValueError)."""
 
-    def _check_atoms(self, n: int | None) -> int:
+    def _check_atoms(self, n: int | None, out: Any = None, scores: bool = False) -> int:
+        """``n_atoms`` of a draw call; ValueError naming ``n`` when it is more than
+        2**62 atoms or, without ``out``, when the outputs would not fit in memory."""
         n_atoms = (n or 1) * self._B
+        if out is None and n is not None and n_atoms > 2**24:
+            need = n * _bytes_per_draw(self, scores)
+            have = _memory_bytes()
+            if need > have:
+                raise ValueError(f"n={n} needs {need / 2**30:.4g} GiB for the outputs "
+                                 f"({need} bytes), more than this machine's "
+                                 f"{have / 2**30:.4g} GiB of memory: draw in batches, "
+                                 f"or stream with lf.score_function(d, f, n)")
         if n_atoms > _MAX_ATOMS:
             raise ValueError(f"n={n} asks for {n_atoms} draws, more than 2**62")
         return n_atoms
@@ -512,7 +591,7 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + _ATOM0
-        n_atoms = self._check_atoms(n)
+        n_atoms = self._check_atoms(n, out)
         if out is None and self.backend == "cpu":
             x, xf, _, _ = self._fresh(n, n_atoms, True, False)
             cpu.sample(self._kernel_record(n), key, xf, self._B)
@@ -534,6 +613,9 @@ class Distribution:
         x, n = self._check_x(x)
         (lp,) = self._outputs(n, out, False, True, False)
         n_atoms = (n or 1) * self._B
+        if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
+            lp[...] = 0.0
+            return lp
         if self.backend == "numpy":
             atoms = self.family.numpy_ops.log_prob(self._host_record(n),
                                                    self._flat_x(x, n_atoms), self._B)
@@ -594,14 +676,17 @@ class Distribution:
         """
         n = check_n(n)
         key = check_seed(seed, stream) + _ATOM0
-        n_atoms = self._check_atoms(n)
-        if out is None and self.backend == "cpu":  # the RL step: nothing but the outputs
+        n_atoms = self._check_atoms(n, out, scores=True)
+        if out is None and self.backend == "cpu" and n_atoms:  # the RL step: outputs only
             x, xf, s, sf = self._fresh(n, n_atoms, True, True)
             lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
             cpu.sample_score(self._kernel_record(n), key, xf, sf,
                              lp.reshape(n_atoms // self._E), self._B, self._E)
             return x, lp, s
         x, lp, s = self._outputs(n, out, True, True, True)
+        if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
+            lp[...] = 0.0
+            return x, lp, s
         if self.backend == "numpy":
             xs, lps, ss = self.family.numpy_ops.sample_score(self._host_record(n), key, n_atoms,
                                                               self._B, self.dtype)
@@ -617,8 +702,10 @@ class Distribution:
 
     def entropy(self) -> np.ndarray:
         """Differential entropy (or Shannon entropy), summed over event dims: ``batch_shape``."""
-        out = np.empty(self.batch_shape, np.float64)
-        if self.backend == "numpy":
+        out = np.zeros(self.batch_shape, np.float64)
+        if self._B == 0:  # a zero-size batch: empty sums
+            pass
+        elif self.backend == "numpy":
             ent = self.family.numpy_ops.entropy(self._host_record())
             out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
@@ -636,12 +723,22 @@ class Distribution:
         if other.sample_event_shape != self.sample_event_shape:
             raise ValueError(f"kl: event shapes differ {self.sample_event_shape} vs "
                              f"{other.sample_event_shape}")
+        if other.dtype != self.dtype:
+            raise ValueError(f"kl: dtypes differ ({self.dtype} vs {other.dtype}): build both "
+                             "distributions with the same dtype")
         q = other._record
         p = self._record
-        if p.__class__ is not q.__class__ or other.dtype != self.dtype:
-            q = type(p)(*(np.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(q, p)))
-        out = np.empty(self.batch_shape, np.float64)
-        if self.backend == "numpy":
+        # every field of the record, not only the batch shapes: a Categorical's K (the
+        # logits' last dim) is in no shape compared above, and the kernel reads q
+        # with p's sizes
+        for name, a, b in zip(type(p)._fields, p, q):
+            if a.shape != b.shape or a.dtype != b.dtype:
+                raise ValueError(f"kl: {name} has shape {a.shape} and dtype {a.dtype} here but "
+                                 f"shape {b.shape} and dtype {b.dtype} in other")
+        out = np.zeros(self.batch_shape, np.float64)
+        if self._B == 0:  # a zero-size batch: empty sums
+            pass
+        elif self.backend == "numpy":
             kl = self.family.numpy_ops.kl(p, q)
             out[...] = kl.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:

@@ -341,6 +341,8 @@ def policy_gradient(dist: Distribution, x: Any, rewards: Any, *, gamma: float = 
         raise ValueError(f"n_folds must be an int >= 2, got {n_folds!r}")
     r, one_d, v, psi_raw, w, c = _weights(rewards, gamma, dones, valid, bootstrap, baseline,
                                           reward_to_go, discount_weights)
+    if r.size == 0:
+        raise ValueError(f"rewards is empty (shape {r.shape}): a policy gradient needs steps")
     B = psi_raw.shape[0]
     scores = _step_scores(dist, x, r.shape)
     if one_d:  # a single trajectory: the row axis in front

@@ -71,8 +71,10 @@ def test_bad_n(n, exc):
 
 
 def test_too_many_atoms():
-    with pytest.raises(ValueError, match="2\\*\\*62"):
+    with pytest.raises(ValueError, match=f"n={2**61} (needs|asks)"):  # memory or 2**62 atoms
         lf.Normal(np.zeros(4), 0.0).sample(2**61)
+    with pytest.raises(ValueError, match="2\\*\\*62"):  # with out= (nothing to allocate)
+        lf.Normal(np.zeros(4), 0.0).sample(2**61, out=np.empty(0))
 
 
 @pytest.mark.parametrize("seed,exc", [(-1, ValueError), (2**64, ValueError), (1.5, TypeError)])
@@ -259,3 +261,132 @@ def test_cuda_unavailable_says_how_to_get_it():
     if out.stdout.strip() != "REAL-GPU":
         assert "backend='cuda' is not available" in out.stdout
         assert "pip install" in out.stdout and "NUMBA_ENABLE_CUDASIM=1" in out.stdout
+
+
+# ----------------------------------------------------------------------------- issue 15
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix itself
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_out_must_be_exactly_an_ndarray(backend):
+    """Issue 15 item 8: an np.matrix stays 2-D after reshape, so it passed the out=
+    check and the kernel wrote past it (a segfault at garbage collection)."""
+    d = lf.Normal(np.zeros(4), np.zeros(4), backend=backend)
+    scores = {"loc": np.empty((6, 4)), "log_scale": np.empty((6, 4))}
+    with pytest.raises(TypeError, match=r"out \(x\).*numpy.ndarray.*matrix"):
+        d.sample_and_score(6, out=(np.asmatrix(np.empty((6, 4))), np.empty((6, 4)), scores))
+    with pytest.raises(TypeError, match="matrix"):
+        d.sample(6, out=np.asmatrix(np.empty((6, 4))))
+    with pytest.raises(TypeError, match="matrix"):
+        d.log_prob(np.zeros((6, 4)), out=np.asmatrix(np.empty((6, 4))))
+    with pytest.raises(TypeError, match=r"out\['loc'\].*matrix"):
+        d.score(np.zeros((6, 4)), out={"loc": np.asmatrix(np.empty((6, 4))),
+                                       "log_scale": np.empty((6, 4))})
+    # an exact ndarray of the right shape is still filled in place, with the right values
+    buf = np.empty((6, 4))
+    assert d.sample(6, seed=3, out=buf) is buf
+    np.testing.assert_array_equal(buf, d.sample(6, seed=3))
+
+
+def test_kl_checks_every_field_shape_and_dtype():
+    """Issue 15 item 9: K of a Categorical was never compared (an out-of-bounds read
+    returned -0.562)."""
+    with pytest.raises(ValueError, match=r"kl: logits has shape \(1, 4\).*\(1, 3\)"):
+        lf.Categorical(np.zeros(4)).kl(lf.Categorical(np.zeros(3)))
+    with pytest.raises(ValueError, match="kl: .*shape"):
+        lf.MultivariateNormal(np.zeros(3), np.zeros((3, 3))).kl(
+            lf.MultivariateNormal(np.zeros(2), np.zeros((2, 2))))
+    with pytest.raises(ValueError, match="kl: dtypes differ"):
+        lf.Normal(np.zeros(2, np.float32), np.zeros(2, np.float32)).kl(
+            lf.Normal(np.zeros(2), np.zeros(2)))
+    with pytest.raises(TypeError, match="Categorical"):
+        lf.Categorical(np.zeros(3)).kl(lf.Bernoulli(np.zeros(3)))
+    # equal layouts still work: KL(p, p) = 0 and a known value (uniform vs one-hot-ish)
+    logits = np.log(np.array([0.5, 0.25, 0.25]))
+    got = lf.Categorical(np.zeros(3)).kl(lf.Categorical(logits))
+    np.testing.assert_allclose(got, np.log(1 / 3) - np.log([0.5, 0.25, 0.25]).mean(),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_aliased_out_buffers_are_refused(backend):
+    """Issue 15 item 10: aliased out= buffers were accepted and gave wrong numbers."""
+    d = lf.Normal(np.zeros(4), np.zeros(4), backend=backend)
+    x, lp = np.empty((6, 4)), np.empty((6, 4))
+    s = {"loc": np.empty((6, 4)), "log_scale": np.empty((6, 4))}
+    with pytest.raises(ValueError, match=r"out \(x\) and out \(log_prob\) share memory"):
+        d.sample_and_score(6, out=(x, x, s))
+    with pytest.raises(ValueError, match="share memory"):
+        d.sample_and_score(6, out=(x, lp, {"loc": s["loc"], "log_scale": s["loc"]}))
+    with pytest.raises(ValueError, match="share memory"):
+        d.score(np.zeros((6, 4)), out={"loc": s["loc"], "log_scale": s["loc"]})
+    # overlapping views of one buffer (the second starts inside the first)
+    big = np.empty(6 * 4 + 4)
+    with pytest.raises(ValueError, match="share memory"):
+        d.sample_and_score(6, out=(big[:24].reshape(6, 4), big[4:].reshape(6, 4), s))
+    # adjacent, non-overlapping views of one buffer are fine, and give the right numbers
+    big = np.empty(4 * 24)
+    views = [big[i * 24:(i + 1) * 24].reshape(6, 4) for i in range(4)]
+    got = d.sample_and_score(6, seed=1, out=(views[0], views[1],
+                                             {"loc": views[2], "log_scale": views[3]}))
+    ref = d.sample_and_score(6, seed=1)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    for k in ref[2]:
+        np.testing.assert_array_equal(got[2][k], ref[2][k])
+
+
+# ------------------------------------------------------------- issue 15: unclear errors
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("event_ndims", [0, 1])
+def test_zero_size_batches(event_ndims, backend):
+    """No elements: draws and scores are empty, log-probs and entropies are empty sums
+    (0 over an empty event); the streaming estimators say there is nothing to estimate
+    (were ZeroDivisionError / IndexError / "cannot reshape")."""
+    d = lf.Normal(np.zeros(0), np.zeros(0), event_ndims=event_ndims, backend=backend)
+    x, lp, s = d.sample_and_score(5)
+    assert x.shape == (5, 0) and s["loc"].shape == (5, 0)
+    assert lp.shape == ((5,) if event_ndims else (5, 0))
+    assert np.all(lp == 0.0) and np.all(d.log_prob(x) == 0.0)
+    assert np.all(d.entropy() == 0.0) and np.all(d.kl(d) == 0.0)
+    assert d.entropy().shape == d.batch_shape
+    if backend == "cpu":
+        for run in (lambda: lf.score_function(d, f_sum, 10), lambda: lf.antithetic(d, f_sum, 10),
+                    lambda: lf.measure_valued(d, f_sum, 10)):
+            with pytest.raises(ValueError, match="dist has no elements"):
+                run()
+
+
+def test_log_prob_of_a_wrongly_shaped_x_names_the_expected_shape():
+    d = lf.Normal(np.zeros((1, 3)), 0.0)
+    for shape in [(2, 3), (5, 2, 3), (4,)]:
+        with pytest.raises(ValueError, match=r"x has shape .*expected \(\.\.\., \*\(1, 3\)\)"):
+            d.log_prob(np.zeros(shape))
+    assert d.log_prob(np.zeros((5, 1, 1))).shape == (5, 1, 3)  # broadcasting still works
+
+
+@pytest.mark.parametrize("n", [2**62, 10**12])
+def test_huge_n_is_a_value_error_naming_n_and_the_bytes(n):
+    d = lf.Normal(np.zeros(2), 0.0)
+    # per draw: x 2 x 8 bytes; fused: + log_prob 2 x 8 + two scores 2 x 8 each
+    for call, per_draw in ((d.sample, 16), (d.sample_and_score, 64)):
+        with pytest.raises(ValueError, match=rf"n={n} needs .* GiB .*\({n * per_draw} bytes"):
+            call(n)
+    x = d.sample(2**25)  # big but in memory: allowed
+    assert x.shape == (2**25, 2)
+
+
+def test_empty_rewards_in_policy_gradient():
+    d = lf.Categorical(np.zeros(3))
+    for shape in [(0,), (2, 0), (0, 3)]:
+        with pytest.raises(ValueError, match="rewards is empty"):
+            lf.policy_gradient(d, np.zeros(shape, np.int64), np.zeros(shape))
+
+
+def test_ragged_parameters_name_the_argument():
+    with pytest.raises(TypeError, match="log_concentration"):
+        lf.Dirichlet([[0.0, 1.0], [0.0]])
+    with pytest.raises(TypeError, match="loc"):
+        lf.MultivariateNormal([[0.0, 1.0], [0.0]], np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="scale_tril_unconstrained"):
+        lf.MultivariateNormal(np.zeros(2), [[0.0, 1.0], [0.0]])
+    with pytest.raises(TypeError, match="logits"):
+        lf.MultiCategorical([[0.0, 1.0, 2.0], [0.0, 1.0]], nvec=[3, 2])

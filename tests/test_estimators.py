@@ -598,3 +598,26 @@ def test_mvd_and_score_function_need_no_differentiable_f():
                 lf.score_function(d, step, 2**17, seed=9, baseline="optimal")):
         for k, ex in exact.items():
             assert abs(float(est.grad[k]) - ex) <= 5 * float(est.stderr[k]), (est.estimator, k)
+
+
+@numba.njit
+def _first_coordinate(x):
+    return x[0]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_a_constant_baseline_whose_terms_overflow_is_a_clear_error(backend):
+    """Issue 15, item 15: baseline=1e308 gave grad -inf (streaming) or NaN (rewards
+    path) silently; 1e200 an infinite variance."""
+    d = lf.Normal(0.0, 0.0, backend=backend)
+    x = d.sample(64, seed=1)
+    for b in (1e308, 1e200, -1e308):
+        with pytest.raises(ValueError, match="overflow float64.*baseline"):
+            lf.score_function(d, _first_coordinate, 64, baseline=b)
+        with pytest.raises(ValueError, match="overflow float64.*baseline"):
+            lf.score_function(d, rewards=x, x=x, baseline=b)
+        if backend == "cpu":
+            with pytest.raises(ValueError, match="overflow float64.*baseline"):
+                lf.antithetic(d, _first_coordinate, 64, baseline=b)
+    est = lf.score_function(d, _first_coordinate, 64, baseline=1e100)  # still representable
+    assert np.isfinite(est.var["loc"]) and np.isfinite(est.grad["loc"])

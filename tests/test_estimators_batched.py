@@ -115,3 +115,27 @@ def test_bad_input():
         lf.rloo(r, {})
     with pytest.raises(ValueError, match="n_folds"):
         lf.batched_score_function(r, s, baseline="optimal", n_folds=1)
+
+
+# --------------------------------------------------------------------------- non-finite input
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_scores_are_a_clear_error(bad, backend):
+    """Issue 15, item 15: rewards were checked, scores not (grad NaN, silently)."""
+    rewards = np.arange(12.0).reshape(2, 6)
+    scores = np.ones((2, 6, 3))
+    scores[1, 4, 2] = bad
+    with pytest.raises(ValueError, match=r"scores contain NaN or inf.*\(1, 4, 2\)"):
+        lf.rloo(rewards, scores, backend=backend)
+    with pytest.raises(ValueError, match=r"scores\['w'\] contain NaN or inf"):
+        lf.batched_score_function(rewards, {"w": scores}, baseline="optimal",
+                                  backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_overflowing_terms_of_a_huge_constant_baseline_are_a_clear_error(backend):
+    rewards, scores = np.ones((2, 3)), np.full((2, 3, 1), 2.0)
+    with pytest.raises(ValueError, match="overflow float64.*baseline"):
+        lf.batched_score_function(rewards, scores, baseline=1e308, backend=backend)
+    est = lf.batched_score_function(rewards, scores, baseline=1e300, backend=backend)
+    np.testing.assert_allclose(est.grad["score"], -2e300)  # large but representable

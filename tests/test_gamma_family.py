@@ -57,6 +57,18 @@ def _moments_within_5se(x, mean, var, kurtosis_excess, what):
         what, x.var(axis=0, ddof=1), var, se_var)
 
 
+def _check_stored(d, x, at_boundary):
+    """log_prob of stored draws is never NaN; score(x) raises the clear underflow error
+    exactly when some draw rounded onto the boundary (issue 15, item 13), and is never
+    NaN otherwise."""
+    _no_nan(d.log_prob(x))
+    if at_boundary.any():
+        with pytest.raises(ValueError, match="underflowed.*sample_and_score"):
+            d.score(x)
+    else:
+        _no_nan(d.score(x))
+
+
 def _no_nan(*arrays):
     for a in arrays:
         for v in (a.values() if isinstance(a, dict) else [a]):
@@ -133,8 +145,8 @@ def test_gamma_extreme_concentrations(alpha, log_rate, backend):
     # the fused scores use the exact log-space draw: mean zero within 5 SE
     _within_5se(s["log_concentration"], 0.0, s["log_concentration"].var(), "score conc")
     _within_5se(s["log_rate"], 0.0, alpha, "score rate")  # Var(alpha - G) = alpha
-    # log_prob / score of the *stored* x: +inf / -inf where x rounded to 0, never NaN
-    _no_nan(d.log_prob(x), d.score(x))
+    # log_prob / score of the *stored* x: +inf where x rounded to 0, never NaN
+    _check_stored(d, x, x == 0.0)
     if alpha < 1e-2 and backend == "cpu":
         assert np.any(x == 0.0)  # underflow happens: the edge is exercised
 
@@ -158,9 +170,9 @@ def test_gamma_log_prob_at_zero(backend, dtype):
     ref = stats.gamma(alpha.astype(dtype), scale=np.exp(-log_rate.astype(dtype))).logpdf(0.0)
     np.testing.assert_allclose(lp, ref.astype(dtype), rtol=1e-6)
     assert lp[0] == np.inf and np.isfinite(lp[1]) and lp[2] == -np.inf
-    s = d.score(np.zeros(3, dtype))
-    _no_nan(s)
-    np.testing.assert_allclose(s["log_rate"], alpha.astype(dtype), rtol=1e-6)
+    # the score at 0 is -inf (for log_concentration): refused, naming the underflow
+    with pytest.raises(ValueError, match="equal to 0.*underflowed"):
+        d.score(np.zeros(3, dtype))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -192,7 +204,8 @@ def test_beta_log_prob_at_0_and_1(backend, dtype):
         assert not np.isnan(lp).any()
         np.testing.assert_array_equal(np.isinf(lp), np.isinf(ref))
         np.testing.assert_allclose(lp, ref.astype(dtype), rtol=1e-6)
-        _no_nan(d.score(x))
+        with pytest.raises(ValueError, match="equal to 0 or 1.*underflowed"):
+            d.score(x)
     # a == 1 at 0 (and b == 1 at 1) is finite: log b (log a)
     lp0 = d.log_prob(np.zeros(a.shape, dtype))
     assert np.isfinite(lp0[1]) and np.isfinite(lp0[2]) and lp0[0] == np.inf
@@ -212,7 +225,7 @@ def test_beta_extreme_parameters(a, b, backend):
     _moments_within_5se(x, mean, var, kurt, "beta")
     for name, v in s.items():
         _within_5se(v, 0.0, v.var(), f"score {name}")
-    _no_nan(d.log_prob(x), d.score(x))
+    _check_stored(d, x, (x == 0.0) | (x == 1.0))
 
 
 def test_beta_tiny_parameters_pile_up_at_the_ends():
@@ -229,7 +242,7 @@ def test_beta_tiny_parameters_pile_up_at_the_ends():
 
 def test_beta_float32_mean_near_one():
     # a / (a + b) within 1e-8 of 1: exact in float64, rounds to 1 in float32, never NaN
-    d = Beta(np.array(np.log(1e4), np.float32), np.array(np.log(1e-4), np.float32))
+    d = Beta(np.array(np.log(1e5), np.float32), np.array(np.log(1e-3), np.float32))
     x, lp, s = d.sample_and_score(1000, seed=2)
     assert x.dtype == np.float32 and np.all((x >= 0) & (x <= 1))
     _no_nan(lp, s)
@@ -282,7 +295,7 @@ def test_dirichlet_extreme_concentrations(alpha, backend):
         _moments_within_5se(x[:, k], mean, var, kurt, f"dirichlet marginal {k}")
     score = s["log_concentration"]
     _within_5se(score, 0.0, score.var(axis=0), "dirichlet score")
-    _no_nan(d.log_prob(x), d.score(x))
+    _check_stored(d, x, x == 0.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -297,7 +310,8 @@ def test_dirichlet_rows_with_zeros(backend):
     np.testing.assert_allclose(lp, ref, rtol=1e-12)
     assert lp[0] == np.inf and np.isfinite(lp[1]) and lp[2] == -np.inf
     np.testing.assert_allclose(lp[1], stats.dirichlet(alpha[1]).logpdf(x[1]), rtol=1e-12)
-    _no_nan(d.score(x))
+    with pytest.raises(ValueError, match="equal to 0.*underflowed"):
+        d.score(x)
 
 
 def test_dirichlet_float32():
@@ -344,12 +358,14 @@ def test_student_t_heavy_tails_follow_scipy(df, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_student_t_tiny_df(backend):
-    # nu = 1e-3: |a| = |z| / sqrt(2 G(nu/2)) overflows for most draws; the fused pass
-    # works from log|a| and stays finite
-    d = StudentT(0.0, 0.0, np.log(1e-3), backend=backend)
+    # nu = 1e-3: |a| = |z| / sqrt(2 G(nu/2)) overflowed for most draws: refused now
+    # (issue 15, item 14); nu = 0.1 is the heavy-tailed edge that still fits float64
+    with pytest.raises(ValueError, match="log_df.*overflow float64"):
+        StudentT(0.0, 0.0, np.log(1e-3), backend=backend)
+    d = StudentT(0.0, 0.0, np.log(0.1), backend=backend)
     x, lp, s = d.sample_and_score(20_000, seed=25)
     _no_nan(x, lp, s)
-    assert np.any(np.isinf(x))
+    assert np.all(np.isfinite(x)) and np.abs(x).max() > 1e30  # heavy tails, no inf
     assert np.all(np.isfinite(lp)) and all(np.all(np.isfinite(v)) for v in s.values())
     for name, v in s.items():
         _within_5se(v, 0.0, v.var(), f"score {name}")
@@ -456,7 +472,7 @@ SIMULATOR_SETTINGS = {
     "Beta": dict(log_alpha=np.log([1e-3, 0.5, 1.0, 1e4]), log_beta=np.log([1e-3, 2.0, 1e4, 3.0])),
     "Dirichlet": dict(log_concentration=np.log([[1e-3, 1.0, 1e4], [0.7, 2.0, 4.5]])),
     "StudentT": dict(loc=np.array([0.0, 1.0, -2.0]), log_scale=np.array([0.0, 0.5, -1.0]),
-                     log_df=np.log([1e-3, 1.0, 1e4])),
+                     log_df=np.log([0.8, 1.0, 1e4])),
 }
 FAMILY_CLASSES = {"Gamma": Gamma, "Beta": Beta, "Dirichlet": Dirichlet, "StudentT": StudentT}
 
@@ -474,7 +490,11 @@ def _backend_outputs(backend, host=np.asarray):
             out.update({f"{tag}|s_{k}": host(v) for k, v in s.items()})
             out[f"{tag}|sample"] = host(d.sample(3, seed=6))
             out[f"{tag}|log_prob"] = host(d.log_prob(out[f"{tag}|x"]))
-            out.update({f"{tag}|score_{k}": host(v) for k, v in d.score(out[f"{tag}|x"]).items()})
+            # scores in the open support (draws that underflowed onto 0 or 1 are refused)
+            info = np.finfo(dtype)
+            x_open = np.clip(out[f"{tag}|x"], info.tiny, 1.0 - info.epsneg) \
+                if name in ("Beta", "Dirichlet") else np.maximum(out[f"{tag}|x"], info.tiny)
+            out.update({f"{tag}|score_{k}": host(v) for k, v in d.score(x_open).items()})
     return out
 
 
@@ -492,7 +512,7 @@ _SIMULATOR_SCRIPT = textwrap.dedent("""
 @pytest.mark.cuda
 def test_cuda_simulator_matches_cpu_bitwise(tmp_path):
     """The CUDA kernels (run as Python by the simulator, in a subprocess) give the CPU's
-    numbers bitwise, at the extreme parameters too (alpha = 1e-3, nu = 1e-3, ...)."""
+    numbers bitwise, at the extreme parameters too (alpha = 1e-3, nu = 0.8, ...)."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     out = tmp_path / "sim.npz"
     proc = subprocess.run([sys.executable, "-W", "ignore::RuntimeWarning", "-c",
@@ -506,3 +526,32 @@ def test_cuda_simulator_matches_cpu_bitwise(tmp_path):
     assert len(cpu) == sum(2 * (4 + 2 * len(p)) for p in SIMULATOR_SETTINGS.values())
     for key, value in cpu.items():
         np.testing.assert_array_equal(sim[key], value, err_msg=key)
+
+
+# --------------------------------------------------------------------------- huge concentrations
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("log_conc", [20.0, 30.0, 35.0, 40.0])
+def test_gamma_log_prob_and_entropy_at_huge_concentration(log_conc, backend):
+    """Issue 15, item 12: (alpha - 1) log x - beta x - lgamma(alpha) cancels terms of
+    size alpha log alpha (at alpha = e**40: -1024 for -21.44).  Against mpmath at 50
+    digits: log_prob of the stored draws, the fused log-prob (at the unrounded draw,
+    so within the rounding of x times the slope), and the entropy.  Tolerance: 1e-13
+    plus the change of log p over 4 ulp of x (``beta x`` is rounded once: the
+    backward error of any float evaluation; ~1e-11 at alpha = e**40)."""
+    mpmath.mp.dps = 50
+    log_rate = 1.5
+    d = Gamma(log_conc, log_rate, backend=backend)
+    a, b = mpmath.exp(log_conc), mpmath.exp(log_rate)
+    x, lp_fused, _ = d.sample_and_score(64, seed=5)
+
+    def ref(v):
+        v = mpmath.mpf(float(v))
+        return float(a * mpmath.log(b) + (a - 1) * mpmath.log(v) - b * v - mpmath.loggamma(a))
+
+    expected = np.array([ref(v) for v in x])
+    slope = np.array([float(abs((a - 1) / mpmath.mpf(float(v)) - b)) for v in x])
+    tol = 1e-13 * (1.0 + np.abs(expected)) + 4.0 * slope * np.spacing(x)
+    assert np.all(np.abs(d.log_prob(x) - expected) <= tol)
+    assert np.all(np.abs(lp_fused - expected) <= tol)
+    entropy = a - mpmath.log(b) + mpmath.loggamma(a) + (1 - a) * mpmath.digamma(a)
+    np.testing.assert_allclose(d.entropy(), float(entropy), rtol=1e-14)

@@ -49,6 +49,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sigma", type=float, default=1.0, help="normal-quadratic: std dev")
     parser.add_argument("-k", "--k", type=float, default=-3.0, help="normal-quadratic: target k")
     parser.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    parser.add_argument("--progress", action="store_true",
+                        help="print the draws done and the time left while estimating "
+                             "(Ctrl-C stops a long estimate either way)")
 
 
 def parse_baseline(text: str, ema_decay: float = 0.9):
@@ -120,14 +123,18 @@ def _one_call(args, d, f, elementwise, baseline, stream):
             x = d.sample(args.n, seed=args.seed, stream=stream).copy_to_host()
             rewards = np.array([f(row) for row in x.reshape(args.n, -1)])
             return lf.score_function(d, rewards=rewards, x=x, baseline=baseline)
-        return lf.score_function(d, f, args.n, seed=args.seed, stream=stream, baseline=baseline)
+        return lf.score_function(d, f, args.n, seed=args.seed, stream=stream, baseline=baseline,
+                                 progress=args.progress)
     if args.estimator == "pathwise":
         if elementwise is None:
             raise ValueError(f"--estimator pathwise needs a reparameterisable example "
                              f"(normal-quadratic), not {args.example}")
-        return lf.pathwise(d, *elementwise, args.n, seed=args.seed, stream=stream)
-    return lf.estimate(d, f, args.n, seed=args.seed, stream=stream, estimator=args.estimator,
-                       baseline=baseline)
+        return lf.pathwise(d, *elementwise, args.n, seed=args.seed, stream=stream,
+                           progress=args.progress)
+    if args.estimator == "antithetic":
+        return lf.antithetic(d, f, args.n, seed=args.seed, stream=stream, baseline=baseline,
+                             progress=args.progress)
+    return lf.measure_valued(d, f, args.n, seed=args.seed, stream=stream, progress=args.progress)
 
 
 def run(args) -> int:

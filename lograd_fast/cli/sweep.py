@@ -7,7 +7,6 @@ estimator and baseline, three sample sizes, a few replicates.
 
 from __future__ import annotations
 
-import os
 import sys
 
 NAME = "sweep"
@@ -34,6 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-plot", action="store_true", help="do not write the plots")
     parser.add_argument("--print-default", action="store_true",
                         help="print the built-in spec as TOML and exit")
+    parser.add_argument("--yes", action="store_true",
+                        help="run a sweep beyond the size limit (cells or draws; the size is "
+                             "printed and checked before anything runs)")
 
 
 def run(args) -> int:
@@ -46,18 +48,17 @@ def run(args) -> int:
         return 0
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be a positive int, got {args.workers}")
-    # user functions (import = "module:name") are looked up from here, as `python -m` does
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    # user functions (import = "module:name") are looked up in the spec file's own
+    # directory only (never the working directory: see lograd_fast/sweep/functions.py)
     spec = load_spec(args.spec if args.spec is not None else DEFAULT_SPEC)
     if not args.quiet:
         for note in dict.fromkeys(spec.skipped()):
             print(f"note: {note}: left out of that part of the grid", file=sys.stderr)
     scheduler = "dask" if args.dask else args.scheduler
     table = sweep(spec, args.out, scheduler=scheduler, dask=args.dask, workers=args.workers,
-                  quiet=args.quiet, plot=not args.no_plot)
+                  quiet=args.quiet, plot=not args.no_plot, yes=args.yes)
     attrs = table.attrs
-    print(f"{len(spec.cells())} cells x {spec.replicates} replicates: computed "
+    print(f"{spec.work()['cells']} cells x {spec.replicates} replicates: computed "
           f"{attrs['computed']}, reused {attrs['reused']} from {args.out}/cells")
     print(summarize(table))
     for what, path in attrs["paths"].items():

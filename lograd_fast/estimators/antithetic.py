@@ -8,14 +8,15 @@ import numpy as np
 
 from .._engine.dispatch import supports
 from ..distribution import Distribution, check_seed
-from ._common import _as_dispatcher, _check_dist, _check_draws, _cpu_only
+from ._common import _as_dispatcher, _check_dist, _check_draws, _check_progress, _cpu_only
 from .baselines import DEFAULT_FOLDS, _check_baseline, _check_folds
 from .result import Estimate
 from .score_function import _streaming
 
 
 def antithetic(dist: Distribution, f: Any, n: int, seed: int = 0, *, stream: int = 0,
-               baseline: Any = None, n_folds: int = DEFAULT_FOLDS) -> Estimate:
+               baseline: Any = None, n_folds: int = DEFAULT_FOLDS,
+               progress: Any = False) -> Estimate:
     """Score-function estimate on ``n`` antithetic pairs ``(x_i, x_i')``.
 
     ``x_i`` is draw ``i`` of ``dist.sample(n, seed, stream=stream)`` and ``x_i'`` its
@@ -36,11 +37,12 @@ def antithetic(dist: Distribution, f: Any, n: int, seed: int = 0, *, stream: int
     ``"mean"`` bias is ``-E[m h]/n`` (no longer exactly the (n-1)/n factor).
 
     Needs a symmetric family (an ``reflect1`` entry point) and ``backend="cpu"``;
-    ``f`` as in :func:`score_function`.  Returns an :class:`Estimate`.
+    ``f`` and ``progress`` as in :func:`score_function`.  Returns an :class:`Estimate`.
     """
     _check_dist(dist)
     baseline = _check_baseline(baseline)
     K = _check_folds(n_folds)
+    progress = _check_progress(progress)
     if not supports(type(dist._record), "reflect1"):
         raise TypeError(f"dist: antithetic sampling needs a symmetric family with a reflect1 "
                         f"entry point; {type(dist).__name__} has none")
@@ -49,4 +51,4 @@ def antithetic(dist: Distribution, f: Any, n: int, seed: int = 0, *, stream: int
     _cpu_only(dist, "antithetic")
     key = check_seed(seed, stream) + (np.int64(0),)
     return _streaming(dist, f, n, key, baseline, min(K, n) if baseline == "optimal" else 1,
-                      pairs=True)
+                      pairs=True, progress=progress)

@@ -33,6 +33,15 @@ onto parameter coordinates) and ``u = rho g``, every baseline gives terms
 ``sum t`` and ``sum t^2`` follow from per-fold sums of ``h, h^2, u, u^2, u h`` (and
 ``v, v^2, u v, v h`` for antithetic pairs, where ``v = m h`` with ``m`` the pair's mean
 reward).
+
+Antithetic pairs and odd scores: a parameter whose score is odd under the family's
+reflection (``Family.reflect_odd``, e.g. ``loc``: ``s(2 mu - x) = -s(x)``) has a pair
+average ``h = (s(x) + s(x'))/2`` that is *identically* 0; the kernel's ``h`` there is
+rounding noise (~1e-17), and ``sum u h / sum h^2`` of noise is an O(1e16) "optimal"
+coefficient times noise -- an O(1) bias (issue 15, item 1).  Such coordinates need
+no baseline, and ``_finish`` sets their ``h`` (and ``v = m h``) moments to the exact
+0 of the maths, so every baseline leaves their terms ``t = u`` untouched.  The
+decision comes from the family's declaration, never from a threshold on the noise.
 """
 
 from __future__ import annotations
@@ -118,6 +127,18 @@ def _check_folds(n_folds: Any) -> int:
     return int(n_folds)
 
 
+def check_terms_finite(sum_t: Any, sum_t2: Any, baseline: Any,
+                       what: str = "f(x)") -> None:
+    """ValueError when the sums (or mean and variance) of the estimator's terms
+    ``(r - b) * score`` are NaN or inf (finite rewards and scores, but a huge constant
+    baseline or reward whose products overflow float64): never a silent inf/NaN."""
+    if np.isfinite(sum_t).all() and np.isfinite(sum_t2).all():
+        return
+    hint = f" or the baseline ({baseline!r})" if isinstance(baseline, float) else ""
+    raise ValueError(f"the estimator's terms (reward - baseline) * score overflow float64: "
+                     f"{what}{hint} is too large in magnitude for the scores")
+
+
 def _moment_rows(acc: np.ndarray) -> tuple:
     """(H, H2, U, U2, UH, V, V2, UV, VH) from score (5) or pair (9) moment rows."""
     if acc.shape[-2] == SCORE_MOMENTS:
@@ -140,11 +161,27 @@ def _baseline_value(baseline: Any, racc: np.ndarray, shift: float, n: int) -> An
     return 0.0 if baseline is None else None
 
 
-def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: int):
+def reflect_odd_mask(d: Any, layout: list) -> np.ndarray:
+    """``(P,)`` bool: the coordinates of the parameters whose score is odd under the
+    family's reflection (``d.family.reflect_odd``); ``layout`` as in ``result._coords``."""
+    mask = np.zeros(layout[-1][2] + math.prod(layout[-1][1]), bool)
+    for name, shape, offset in layout:
+        if name in d.family.reflect_odd:
+            mask[offset:offset + math.prod(shape)] = True
+    return mask
+
+
+def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: int,
+            odd: np.ndarray | None = None):
     """Sum and sum of squares of the terms, per coordinate, from the per-fold moments.
 
-    ``acc`` (K, 5 or 9, P), ``racc`` (K, 3); see the module docstring.  Returns
+    ``acc`` (K, 5 or 9, P), ``racc`` (K, 3); see the module docstring.  ``odd``
+    (antithetic pairs): the coordinates whose pair-averaged score ``h`` is
+    identically 0 (their ``h`` and ``v`` moments are set to that exact 0).  Returns
     ``(sum_t, sum_t2, extra)``."""
+    if odd is not None and odd.any():
+        acc = acc.copy()
+        acc[:, [0, 1, 4, 5, 6, 7, 8]] *= ~odd  # h, h^2, u h, v, v^2, u v, v h
     H, H2, U, U2, UH, V, V2, UV, VH = _moment_rows(acc)
     extra = {}
     if baseline == "optimal":
@@ -152,11 +189,13 @@ def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: i
         den = tot_h2[None, :] - H2
         with np.errstate(invalid="ignore", divide="ignore"):
             beta = np.where(den > 0.0, (tot_uh[None, :] - UH) / den, 0.0)
-        sum_t = (U - beta * H).sum(axis=0)
-        sum_t2 = (U2 - 2.0 * beta * UH + beta * beta * H2).sum(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sum_t = (U - beta * H).sum(axis=0)
+            sum_t2 = (U2 - 2.0 * beta * UH + beta * beta * H2).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             extra["baseline_value"] = np.where(tot_h2 > 0, tot_uh / tot_h2, 0.0) + shift
         extra["n_folds"] = acc.shape[0]
+        check_terms_finite(sum_t, sum_t2, baseline)
         return sum_t, sum_t2, extra
     H, H2, U, U2, UH, V, V2, UV, VH = (m.sum(axis=0) for m in (H, H2, U, U2, UH, V, V2, UV, VH))
     S = float(racc[:, 1].sum())
@@ -170,8 +209,11 @@ def _finish(acc: np.ndarray, racc: np.ndarray, shift: float, baseline: Any, n: i
         c = -(b - shift)
     if baseline is not None:
         extra["baseline_value"] = _baseline_value(baseline, racc, shift, n)
-    sum_t = U + a * V + c * H
-    sum_t2 = U2 + a * a * V2 + c * c * H2 + 2 * a * UV + 2 * c * UH + 2 * a * c * VH
+    with np.errstate(over="ignore", invalid="ignore"):
+        sum_t = U + a * V + c * H
+    with np.errstate(over="ignore", invalid="ignore"):
+        sum_t2 = U2 + a * a * V2 + c * c * H2 + 2 * a * UV + 2 * c * UH + 2 * a * c * VH
+    check_terms_finite(sum_t, sum_t2, baseline)
     return sum_t, sum_t2, extra
 
 

@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from .._engine import cpu
 from .._engine.cpu import _jit
-from .baselines import DEFAULT_FOLDS, EMA, _check_baseline, _check_folds
+from .baselines import DEFAULT_FOLDS, EMA, _check_baseline, _check_folds, check_terms_finite
 from .result import Estimate
 
 
@@ -226,7 +226,8 @@ def batched_score_function(rewards: Any, scores: Any, *, baseline: Any = "loo",
         D = math.prod(tail)
         sf = np.ascontiguousarray(s.reshape(R, N, D))
         if backend == "numpy":
-            g, v, t = _batched_numpy(rf, sf.astype(np.float64, copy=False), baseline, K)
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                g, v, t = _batched_numpy(rf, sf.astype(np.float64, copy=False), baseline, K)
         else:
             g, v = np.empty((R, D)), np.empty((R, D))
             t = np.empty((R, N, D)) if return_terms else np.empty((R, 0, 0))
@@ -235,6 +236,14 @@ def batched_score_function(rewards: Any, scores: Any, *, baseline: Any = "loo",
             run = batched_par if R * N * D > 2 * cpu.CHUNK and R > 1 else \
                 batched_serial
             run(rf, sf, t, g, v, mode, float(const), K)
+        if not (np.isfinite(g).all() and np.isfinite(v).all()):
+            # NaN/inf scores propagate to g or v: one check of the (R, D) results
+            # instead of a pass over the (R, N, D) scores on every call
+            if not np.isfinite(sf).all():
+                where = np.unravel_index(np.argmax(~np.isfinite(s)), s.shape)
+                raise ValueError(f"{label} contain NaN or inf (first at index "
+                                 f"{tuple(int(i) for i in where)})")
+            check_terms_finite(g, v, baseline, "a reward")
         grad[name] = g.reshape(lead + tail).astype(s.dtype)
         var[name] = v.reshape(lead + tail).astype(s.dtype)
         stderr[name] = np.sqrt(v / N).reshape(lead + tail).astype(s.dtype)

@@ -17,12 +17,13 @@ ESTIMATORS = ("score", "antithetic", "pathwise", "mvd")
 
 def estimate(dist: Distribution, f: Any, n: int, seed: int = 0, *, estimator: str = "score",
              baseline: Any = None, df: Any = None, stream: int = 0,
-             n_folds: int = DEFAULT_FOLDS) -> Estimate:
+             n_folds: int = DEFAULT_FOLDS, progress: Any = False) -> Estimate:
     """Run the estimator named ``estimator`` (one of :data:`ESTIMATORS`).
 
     ``"score"`` -> :func:`score_function`, ``"antithetic"`` -> :func:`antithetic`
     (both take ``baseline``), ``"pathwise"`` -> :func:`pathwise` (``f`` and ``df``
     scalar functions of one element), ``"mvd"`` -> :func:`measure_valued`.
+    ``progress`` is passed on (``True`` or a callable ``(done, total, elapsed_s)``).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -31,9 +32,10 @@ def estimate(dist: Distribution, f: Any, n: int, seed: int = 0, *, estimator: st
                          f"{baseline!r}); pass baseline=None")
     if estimator == "score":
         return score_function(dist, f, n, seed, stream=stream, baseline=baseline,
-                              n_folds=n_folds)
+                              n_folds=n_folds, progress=progress)
     if estimator == "antithetic":
-        return antithetic(dist, f, n, seed, stream=stream, baseline=baseline, n_folds=n_folds)
+        return antithetic(dist, f, n, seed, stream=stream, baseline=baseline, n_folds=n_folds,
+                          progress=progress)
     if estimator == "pathwise":
-        return pathwise(dist, f, df, n, seed, stream=stream)
-    return measure_valued(dist, f, n, seed, stream=stream)
+        return pathwise(dist, f, df, n, seed, stream=stream, progress=progress)
+    return measure_valued(dist, f, n, seed, stream=stream, progress=progress)

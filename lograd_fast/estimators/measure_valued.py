@@ -39,17 +39,20 @@ from .._engine.threads import run_strided
 from ..distribution import Distribution, check_seed
 from . import streaming as _ek
 from ._common import (
-    _as_cfunc,
+    Progress,
     _as_dispatcher,
     _check_dist,
     _check_draws,
     _check_f,
+    _check_progress,
     _cpu_only,
     _finish_terms,
     _lanes,
+    _reward_of,
+    _run_windows,
 )
 from .result import Estimate, _coords, _n_coords
-from .streaming import _lane_bounds
+from .streaming import _lane_window, _window
 
 INV_SQRT_2PI = 0.3989422804014327
 
@@ -113,24 +116,25 @@ def _mvd_lane(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, 
 
 @njit(**_jit)
 def _mvd_lanes(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, shift, acc,
-               n_draws, first, step):
+               n_draws, done, todo, first, step):
     W = acc.shape[0]
     for lane in range(first, W, step):
-        lo, hi = _lane_bounds(lane, W, n_draws)
+        lo, hi = _lane_window(lane, W, n_draws, done, todo)
         _mvd_lane(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, shift,
                   acc, lane, lo, hi)
 
 
-def mvd_stream(p, key, B, f, bufs, shift, acc, n_draws):
-    """MVD terms of ``n_draws`` draws: moments into ``acc`` (W, 1, 2, P)."""
+def mvd_stream(p, key, B, f, bufs, shift, acc, n_draws, done=0, todo=None):
+    """MVD terms of ``n_draws`` draws: moments into ``acc`` (W, 1, 2, P) (each lane's
+    draws ``done .. done+todo-1`` only, when given)."""
     args = (p, key, B, f, bufs.x_rows, bufs.z, bufs.blk, bufs.coord_loc, bufs.coord_ls,
             bufs.g, shift, acc)
-    run_strided(_mvd_lanes, args + (n_draws,), acc.shape[0])
+    run_strided(_mvd_lanes, args + _window(n_draws, done, todo), acc.shape[0])
 
 
 # --------------------------------------------------------------------------- the estimator
 def measure_valued(dist: Distribution, f: Any, n: int, seed: int = 0, *,
-                   stream: int = 0) -> Estimate:
+                   stream: int = 0, progress: Any = False) -> Estimate:
     """Measure-valued derivative (weak derivative) estimate for a Normal.
 
     For each draw ``x`` (exactly ``dist.sample(n, seed)``) and each atom ``b``:
@@ -145,10 +149,12 @@ def measure_valued(dist: Distribution, f: Any, n: int, seed: int = 0, *,
     Unbiased for any integrable ``f`` (no differentiability needed); ``1 + 3 B``
     calls of ``f`` per draw.  ``f`` as in :func:`score_function` (a 1-D array of the
     draw).  ``var`` is the variance of the per-draw terms.  ``backend="cpu"`` only.
+    ``progress`` as in :func:`score_function`.
     """
     from ..families.normal import Normal
 
     _check_dist(dist)
+    progress = _check_progress(progress)
     if not isinstance(dist, Normal):
         raise TypeError(f"dist: the measure-valued estimator is implemented for Normal "
                         f"(loc, log_scale); got {type(dist).__name__}")
@@ -164,11 +170,14 @@ def measure_valued(dist: Distribution, f: Any, n: int, seed: int = 0, *,
     bufs = SimpleNamespace(x_rows=np.zeros((W, B), dist.dtype), z=np.zeros((W, B)),
                            blk=np.zeros((W, B), np.int64), coord_loc=coord[:B].copy(),
                            coord_ls=coord[B:].copy(), g=np.zeros((W, P)))
-    reward = _as_cfunc(f, dist._sample_dtype)
+    reward, check = _reward_of(f, dist._sample_dtype, "measure_valued")
     pilot_n = min(n, 64)
     pilot = np.zeros((1, 1, _ek.TERM_MOMENTS, P))
     mvd_stream(dist._record, key, B, reward, bufs, np.zeros(P), pilot, pilot_n)
+    check()
     shift = pilot[0, 0, 0] / pilot_n
     acc = np.zeros((W, 1, _ek.TERM_MOMENTS, P))
-    mvd_stream(dist._record, key, B, reward, bufs, shift, acc, n)
+    _run_windows(lambda done, todo: mvd_stream(dist._record, key, B, reward, bufs, shift, acc,
+                                               n, done, todo),
+                 n, W, B, check, Progress(progress, "measure_valued", n))
     return _finish_terms(acc, None, shift, n, layout, dist.dtype, "measure_valued", "f")

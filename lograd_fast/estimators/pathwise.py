@@ -11,21 +11,29 @@ from .._engine.dispatch import supports
 from ..distribution import Distribution, check_seed
 from . import streaming as _ek
 from ._common import (
+    Progress,
     _as_dispatcher,
     _as_scalar_cfunc,
     _check_dist,
     _check_draws,
+    _check_progress,
     _check_scalar_f,
     _cpu_only,
     _finish_terms,
     _lanes,
+    _run_windows,
     _stream_buffers,
+    _watch,
 )
 from .result import Estimate, _coords, _n_coords
 
 
+def _first(values: np.ndarray) -> float:
+    return float(values[0])
+
+
 def pathwise(dist: Distribution, f: Any, df: Any = None, n: int | None = None, seed: int = 0,
-             *, stream: int = 0) -> Estimate:
+             *, stream: int = 0, progress: Any = False) -> Estimate:
     r"""Pathwise (reparameterisation) estimate of ``grad E[sum_e f(x_e)]``.
 
     ``f`` and ``df`` are ``@numba.njit`` *scalar* functions of one element ``x_e``
@@ -46,9 +54,11 @@ def pathwise(dist: Distribution, f: Any, df: Any = None, n: int | None = None, s
     ``loc[j]`` and ``S[j, k]`` of a MultivariateNormal).
 
     Needs a family with a ``reparam1`` entry point and ``backend="cpu"``.  Memory
-    O(lanes x parameters) whatever ``n``.
+    O(lanes x parameters) whatever ``n``.  ``progress`` as in :func:`score_function`;
+    an exception raised by ``f`` or ``df`` reaches the caller.
     """
     _check_dist(dist)
+    progress = _check_progress(progress)
     f = _as_dispatcher(f, "f", "of one element (a float)")
     if df is None:
         raise TypeError("df is required for the pathwise estimator: the derivative of f, "
@@ -72,14 +82,18 @@ def pathwise(dist: Distribution, f: Any, df: Any = None, n: int | None = None, s
     P = _n_coords(layout)
     W = _lanes(n, dist._B, 2 * P + 3 * dist._B * math.prod(ev) + sum(sizes))
     bufs = _stream_buffers(dist, coord, sizes, P, W)
-    fc, dfc = _as_scalar_cfunc(f), _as_scalar_cfunc(df)
+    (fc, f_failures), (dfc, df_failures) = _as_scalar_cfunc(f), _as_scalar_cfunc(df)
+    check = _watch("pathwise", (f, f_failures, "f", _first), (df, df_failures, "df", _first))
     pilot_n = min(n, 64)
     pilot = np.zeros((1, 1, _ek.TERM_MOMENTS, P))
     pilot_r = np.zeros((1, 1, _ek.N_REWARD_MOMENTS))
     _ek.path_stream(dist._record, key, dist._B, fc, dfc, bufs, np.zeros(P), pilot, pilot_r,
                     pilot_n)
+    check()
     shift = pilot[0, 0, 0] / pilot_n
     acc = np.zeros((W, 1, _ek.TERM_MOMENTS, P))
     racc = np.zeros((W, 1, _ek.N_REWARD_MOMENTS))
-    _ek.path_stream(dist._record, key, dist._B, fc, dfc, bufs, shift, acc, racc, n)
+    _run_windows(lambda done, todo: _ek.path_stream(dist._record, key, dist._B, fc, dfc, bufs,
+                                                    shift, acc, racc, n, done, todo),
+                 n, W, dist._B, check, Progress(progress, "pathwise", n))
     return _finish_terms(acc, racc, shift, n, layout, dist.dtype, "pathwise", "f or df")

@@ -31,13 +31,16 @@ import numpy as np
 from ..distribution import Distribution, check_n, check_seed
 from . import streaming as _ek
 from ._common import (
-    _as_cfunc,
+    Progress,
     _as_dispatcher,
     _check_dist,
     _check_draws,
     _check_f,
     _check_finite_rewards,
+    _check_progress,
     _lanes,
+    _reward_of,
+    _run_windows,
     _shift_of,
     _stream_buffers,
 )
@@ -49,12 +52,14 @@ from .baselines import (
     _check_folds,
     _finish,
     _update_ema,
+    check_terms_finite,
+    reflect_odd_mask,
 )
 from .result import Estimate, _coords, _grad_var, _n_coords, _result, _split
 
 
 def _numpy_moments(d: Distribution, f, key: tuple, stop: int, coord, P: int, shift: float,
-                   K: int):
+                   K: int, progress: Progress | None = None):
     """The numpy baseline of the streaming pass: batches of draws, same moments."""
     acc = np.zeros((K, _ek.SCORE_MOMENTS, P))
     racc = np.zeros((K, _ek.N_REWARD_MOMENTS))
@@ -88,6 +93,8 @@ def _numpy_moments(d: Distribution, f, key: tuple, stop: int, coord, P: int, shi
             acc[k] += np.stack([gk.sum(0), (gk * gk).sum(0), u.sum(0), (u * u).sum(0),
                                 (u * gk).sum(0)])
             racc[k] += [rk.size, rk.sum(), rk @ rk]
+        if progress is not None:
+            progress.update(lo + m)
     return acc, racc
 
 
@@ -98,7 +105,7 @@ def _apply_rows(f, rows, out):
 
 
 def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any, K: int,
-               pairs: bool = False) -> Estimate:
+               pairs: bool = False, progress: Any = None) -> Estimate:
     if d.backend == "cuda":
         raise NotImplementedError("streaming estimation with f on backend='cuda' is not "
                                   "available yet; sample on the GPU and pass rewards= and x=")
@@ -110,25 +117,30 @@ def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any, K: int,
     if d.backend == "numpy":
         _, pilot_r = _numpy_moments(d, f, key, pilot_n, coord, P, 0.0, 1)
         shift = _shift_of(pilot_r)
-        acc, racc = _numpy_moments(d, f, key, n, coord, P, shift, K)
+        acc, racc = _numpy_moments(d, f, key, n, coord, P, shift, K,
+                                   Progress(progress, name, n))
     else:
         M = _ek.PAIR_MOMENTS if pairs else _ek.SCORE_MOMENTS
         W = _lanes(n, d._B, K * M * P + d._B * (1 + sum(sizes) // max(d._B, 1)) + 2 * P)
         bufs = _stream_buffers(d, coord, sizes, P, W)
-        reward = _as_cfunc(f, d._sample_dtype)
+        reward, check = _reward_of(f, d._sample_dtype, name)
         run = _ek.pair_stream if pairs else _ek.score_stream
         # pilot: the mean of f over the first draws, used as the shift c
         pilot = np.zeros((1, 1, M, P))
         pilot_r = np.zeros((1, 1, _ek.N_REWARD_MOMENTS))
         rec = d._host_record(n)  # the record for n draws per element (Categorical: tables)
         run(rec, key, d._B, reward, bufs, 0.0, pilot, pilot_r, pilot_n)
+        check()
         shift = _shift_of(pilot_r)
         acc = np.zeros((W, K, M, P))
         racc = np.zeros((W, K, _ek.N_REWARD_MOMENTS))
-        run(rec, key, d._B, reward, bufs, shift, acc, racc, n)
+        _run_windows(lambda done, todo: run(rec, key, d._B, reward, bufs, shift, acc,
+                                            racc, n, done, todo),
+                     n, W, d._B, check, Progress(progress, name, n))
         acc, racc = acc.sum(axis=0), racc.sum(axis=0)  # lanes in order: thread-independent
     _check_finite_rewards(racc)
-    sum_t, sum_t2, extra = _finish(acc, racc, shift, baseline, n)
+    sum_t, sum_t2, extra = _finish(acc, racc, shift, baseline, n,
+                                   reflect_odd_mask(d, layout) if pairs else None)
     _update_ema(baseline, racc, shift, n)
     grad, var = _grad_var(sum_t, sum_t2, n)
     extra = {k: (_split(np.asarray(v, np.float64), layout, np.float64)
@@ -203,7 +215,9 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
     for name in d.family.param_names:
         s = np.asarray(scores[name], np.float64)
         shape = d.params[name].shape
-        t = _reduce_to_param(adv.reshape(adv.shape + (1,) * (s.ndim - adv.ndim)) * s, shape, n)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, named
+            t = _reduce_to_param(adv.reshape(adv.shape + (1,) * (s.ndim - adv.ndim)) * s,
+                                 shape, n)
         if baseline == "optimal":
             h = _reduce_to_param(s, shape, n)
             num = np.stack([(t * h)[folds == k].sum(axis=0) for k in range(K)])
@@ -214,6 +228,8 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
                 extra.setdefault("baseline_value", {})[name] = np.where(
                     den.sum(0) > 0, num.sum(0) / den.sum(0), 0.0)
             t = t - beta[folds] * h
+        with np.errstate(over="ignore", invalid="ignore"):
+            check_terms_finite(t.mean(axis=0), t.var(axis=0), baseline, "a reward")
         grad[name] = np.asarray(t.mean(axis=0), d.dtype)
         # one draw: the gradient, but no variance to estimate (NaN, documented)
         var[name] = np.asarray(t.var(axis=0, ddof=1), d.dtype) if n > 1 else \
@@ -232,7 +248,7 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
 def score_function(dist: Distribution, f: Any = None, n: int | None = None, seed: int = 0, *,
                    stream: int = 0, baseline: Any = None, rewards: Any = None,
                    x: Any = None, n_folds: int = DEFAULT_FOLDS,
-                   return_terms: bool = False) -> Estimate:
+                   return_terms: bool = False, progress: Any = False) -> Estimate:
     """Score-function (REINFORCE / log-derivative) estimate of ``grad E[f(x)]``.
 
     Parameters
@@ -261,6 +277,12 @@ def score_function(dist: Distribution, f: Any = None, n: int | None = None, seed
     return_terms : bool
         Rewards path only: also return the per-draw terms, ``terms[p]`` of shape
         ``(n, *shape_p)`` (their mean is ``grad[p]``).
+    progress : bool or callable
+        With ``f``: ``True`` prints the draws done and the time left on stderr about
+        once a second; a callable is called as ``progress(done, total, elapsed_s)``
+        (draws, seconds) after each window of the computation.  Long calls run in
+        windows of about a quarter of a second, so Ctrl-C (KeyboardInterrupt) stops
+        them promptly either way.
 
     Returns
     -------
@@ -271,6 +293,7 @@ def score_function(dist: Distribution, f: Any = None, n: int | None = None, seed
     _check_dist(dist)
     baseline = _check_baseline(baseline)
     K = _check_folds(n_folds)
+    progress = _check_progress(progress)
     if f is not None:
         if rewards is not None or x is not None:
             raise ValueError("pass either f (with n) or rewards= and x=, not both")
@@ -280,7 +303,8 @@ def score_function(dist: Distribution, f: Any = None, n: int | None = None, seed
         f = _as_dispatcher(f)
         n = _check_draws(dist, n)
         key = check_seed(seed, stream) + (np.int64(0),)
-        return _streaming(dist, f, n, key, baseline, min(K, n) if baseline == "optimal" else 1)
+        return _streaming(dist, f, n, key, baseline, min(K, n) if baseline == "optimal" else 1,
+                          progress=progress)
     if rewards is None or x is None:
         raise ValueError("pass f (an njit function) and n, or both rewards= and x=")
     if n is not None and check_n(n) != np.shape(x)[0]:

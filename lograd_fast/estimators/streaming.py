@@ -58,6 +58,16 @@ def _lane_bounds(lane, n_lanes, n_draws):
 
 
 @njit(**_jit_free)
+def _lane_window(lane, n_lanes, n_draws, done, todo):
+    """Draws ``done .. done+todo-1`` of ``lane``'s own (counted from its first draw),
+    clipped to the lane: the caller runs a long call in windows (interruptible,
+    with progress) and each lane still walks its draws in order, so the result does
+    not depend on the windows."""
+    lo, hi = _lane_bounds(lane, n_lanes, n_draws)
+    return min(lo + done, hi), min(lo + done + todo, hi)
+
+
+@njit(**_jit_free)
 def _reduce(s_flat, field_off, coord, W, lane, g):
     """Sum the score entries of lane ``lane``'s draw onto the parameter coordinates."""
     for j in range(g.shape[0]):
@@ -153,10 +163,10 @@ def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_bu
 
 @njit(**_jit_free)
 def _score_lanes(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-                 acc, racc, n_draws, first, step):
+                 acc, racc, n_draws, done, todo, first, step):
     W = acc.shape[0]
     for lane in range(first, W, step):
-        lo, hi = _lane_bounds(lane, W, n_draws)
+        lo, hi = _lane_window(lane, W, n_draws, done, todo)
         _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
                     acc, racc, lane, lo, hi)
 
@@ -210,10 +220,10 @@ def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf
 
 @njit(**_jit_free)
 def _pair_lanes(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-                acc, racc, n_draws, first, step):
+                acc, racc, n_draws, done, todo, first, step):
     W = acc.shape[0]
     for lane in range(first, W, step):
-        lo, hi = _lane_bounds(lane, W, n_draws)
+        lo, hi = _lane_window(lane, W, n_draws, done, todo)
         _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
                    acc, racc, lane, lo, hi)
 
@@ -255,10 +265,10 @@ def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord,
 
 @njit(**_jit_free)
 def _path_lanes(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails, weight,
-                g_buf, shift, acc, racc, n_draws, first, step):
+                g_buf, shift, acc, racc, n_draws, done, todo, first, step):
     W = acc.shape[0]
     for lane in range(first, W, step):
-        lo, hi = _lane_bounds(lane, W, n_draws)
+        lo, hi = _lane_window(lane, W, n_draws, done, todo)
         _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails,
                    weight, g_buf, shift, acc, racc, lane, lo, hi)
 
@@ -269,20 +279,25 @@ def _args(p, key, B, fs, bufs, shift, acc, racc):
             bufs.coord, bufs.g, shift, acc, racc)
 
 
-def score_stream(p, key, B, f, bufs, shift, acc, racc, n_draws):
-    """Score-function moments of ``n_draws`` draws into ``acc`` (W, K, 5, P), ``racc``."""
+def _window(n_draws, done, todo):
+    return (n_draws, done, n_draws if todo is None else todo)
+
+
+def score_stream(p, key, B, f, bufs, shift, acc, racc, n_draws, done=0, todo=None):
+    """Score-function moments of ``n_draws`` draws into ``acc`` (W, K, 5, P), ``racc``
+    (only each lane's draws ``done .. done+todo-1`` when given: see :func:`_lane_window`)."""
     args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
-    run_strided(_score_lanes, args + (n_draws,), acc.shape[0])
+    run_strided(_score_lanes, args + _window(n_draws, done, todo), acc.shape[0])
 
 
-def pair_stream(p, key, B, f, bufs, shift, acc, racc, n_draws):
+def pair_stream(p, key, B, f, bufs, shift, acc, racc, n_draws, done=0, todo=None):
     """Antithetic-pair moments of ``n_draws`` pairs into ``acc`` (W, K, 9, P), ``racc``."""
     args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
-    run_strided(_pair_lanes, args + (n_draws,), acc.shape[0])
+    run_strided(_pair_lanes, args + _window(n_draws, done, todo), acc.shape[0])
 
 
-def path_stream(p, key, B, f, df, bufs, shift, acc, racc, n_draws):
+def path_stream(p, key, B, f, df, bufs, shift, acc, racc, n_draws, done=0, todo=None):
     """Pathwise moments of ``n_draws`` draws into ``acc`` (W, 1, 2, P), ``racc``."""
     args = (p, key, B, f, df, bufs.x_atoms, bufs.x_rows, bufs.s, bufs.s_flat, bufs.field_off,
             bufs.coord, bufs.tails, bufs.weight, bufs.g, shift, acc, racc)
-    run_strided(_path_lanes, args + (n_draws,), acc.shape[0])
+    run_strided(_path_lanes, args + _window(n_draws, done, todo), acc.shape[0])

@@ -17,10 +17,17 @@ Scores (closed form, w.r.t. the unconstrained parameters):
 
 Entropy ``log B(a, b) - (a - 1) psi(a) - (b - 1) psi(b) + (a + b - 2) psi(a + b)``;
 ``KL(p||q) = log B(a_q, b_q) - log B(a_p, b_p) + (a_p - a_q) psi(a_p) + (b_p - b_q) psi(b_p)
-+ (a_q - a_p + b_q - b_p) psi(a_p + b_p)``.  Both are written with the differences
++ (a_q - a_p + b_q - b_p) psi(a_p + b_p)``.  The entropy is written with the differences
 ``psi(a + b) - psi(a)``, ``psi(a + b) - psi(b)`` computed once per parameter set, and
 ``log B(a, b)`` without the cancellation of its ``lgamma`` terms at large ``a, b``
-(``dirichlet.log_multivariate_beta``, R's ``lbeta`` for two components).
+(``dirichlet.log_multivariate_beta``, R's ``lbeta`` for two components).  The KL is the
+Bregman divergence of ``log B = lgamma(a) + lgamma(b) - lgamma(a + b)``, so it is
+
+    KL = lgamma_bregman(a_p, da) + lgamma_bregman(b_p, db) - lgamma_bregman(a_p + b_p, da + db)
+
+with ``da = a_p expm1(log_alpha_q - log_alpha_p)`` (likewise ``db``): exactly 0 for
+``p = q``, O(delta**2) terms with relative accuracy for ``p ~ q`` (the literal form
+has an absolute error of eps times ``log B``), clamped at 0.
 Mean ``a / (a + b)`` (a sigmoid of ``log_alpha - log_beta``), variance
 ``a b / ((a + b)**2 (a + b + 1))``.
 
@@ -32,10 +39,17 @@ Sampling: two Gammas drawn one after the other from the atom's stream,
 ``0/0``) give ``x`` in ``[0, 1]`` and never NaN; ``x`` rounds to exactly 0 or 1 when
 it is closer than a float allows.  The fused ``sample_and_score`` evaluates
 ``log_prob`` and the scores at the exact log-space draw (finite), while
-``log_prob(x)`` / ``score(x)`` of a stored ``x`` of 0 or 1 give the boundary values above.
+``log_prob(x)`` of a stored ``x`` of 0 or 1 gives the boundary values above and
+``score(x)`` there (``-inf``) is a ValueError naming the underflow.
 
 References: Marsaglia & Tsang (2000) for the Gammas; the Beta/Dirichlet entropy and KL
 e.g. in Penny, "KL-divergences of Normal, Gamma, Dirichlet and Wishart densities" (2001).
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded
+``(log x, log(1 - x))``; ``score(x)`` / ``log_prob(x)`` at the stored, rounded ``x``.
+Where ``x`` rounded onto 0 or 1 (small ``a`` or ``b``), ``score(x)`` is a ValueError
+naming the underflow (the score there is ``-inf``): use the fused scores.
+Concentrations below ``1e-3`` are refused.
 """
 
 from __future__ import annotations
@@ -51,7 +65,7 @@ from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log
 from ..distribution import Distribution, Family
 from .dirichlet import log_multivariate_beta
-from .gamma import checked_exp
+from .gamma import boundary_score_error, check_concentration, checked_exp
 
 
 class BetaParams(NamedTuple):
@@ -100,9 +114,11 @@ def _entropy(a, b, log_beta_fn, digamma_diff_a, digamma_diff_b):
 
 
 @jitable
-def _kl(a_p, b_p, log_beta_fn_p, digamma_diff_a_p, digamma_diff_b_p, a_q, b_q, log_beta_fn_q):
-    return (log_beta_fn_q - log_beta_fn_p - (a_p - a_q) * digamma_diff_a_p
-            - (b_p - b_q) * digamma_diff_b_p)
+def _kl(a_p, b_p, log_a_p, log_b_p, log_a_q, log_b_q):
+    da = a_p * m.expm1(log_a_q - log_a_p)
+    db = b_p * m.expm1(log_b_q - log_b_p)
+    return m.nonneg(m.lgamma_bregman(a_p, da) + m.lgamma_bregman(b_p, db)
+                    - m.lgamma_bregman(a_p + b_p, da + db))
 
 
 # --------------------------------------------------------------------------- scalar maths
@@ -159,8 +175,9 @@ class scalar:
     @staticmethod
     @jitable
     def kl1(p, q, b):
-        return _kl(p.alpha[b], p.beta[b], p.log_beta_fn[b], p.digamma_diff_alpha[b],
-                   p.digamma_diff_beta[b], q.alpha[b], q.beta[b], q.log_beta_fn[b])
+        return _kl(p.alpha[b], p.beta[b], np.float64(p.log_alpha[b]),
+                   np.float64(p.log_beta[b]), np.float64(q.log_alpha[b]),
+                   np.float64(q.log_beta[b]))
 
 
 # --------------------------------------------------------------------------- numpy baseline
@@ -213,11 +230,14 @@ class vectorised:
 
     @staticmethod
     def kl(p, q):
-        return _kl(p.alpha, p.beta, p.log_beta_fn, p.digamma_diff_alpha, p.digamma_diff_beta,
-                   q.alpha, q.beta, q.log_beta_fn)
+        f = np.float64
+        return _kl(p.alpha, p.beta, p.log_alpha.astype(f), p.log_beta.astype(f),
+                   q.log_alpha.astype(f), q.log_beta.astype(f))
 
 
 def _prepare(flat: dict) -> dict:
+    check_concentration(flat["log_alpha"], "log_alpha")
+    check_concentration(flat["log_beta"], "log_beta")
     a = checked_exp(flat["log_alpha"].astype(np.float64), "log_alpha")
     b = checked_exp(flat["log_beta"].astype(np.float64), "log_beta")
     ab = a + b
@@ -272,6 +292,8 @@ class Beta(Distribution):
         if not np.all(_in_support(x)):
             raise ValueError("x has values outside the support [0, 1] of the Beta: "
                              "their log_prob is -inf and the score is undefined")
+        if ((x == 0.0) | (x == 1.0)).any():
+            raise boundary_score_error("Beta", "0 or 1")
 
     @property
     def alpha(self) -> np.ndarray:

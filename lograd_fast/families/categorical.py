@@ -45,6 +45,7 @@ on the host, so device ``exp`` never decides a class).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import NamedTuple
 
@@ -746,6 +747,22 @@ class Categorical(Distribution):
 
     def kl(self, other: Distribution) -> np.ndarray:
         """KL(self || other) per row ``batch_shape``; ``other`` needs the same K."""
-        if isinstance(other, Categorical) and other.K != self.K:
-            raise ValueError(f"kl: the numbers of classes differ (K={self.K} vs K={other.K})")
+        if isinstance(other, Categorical):
+            if other.K != self.K:
+                raise ValueError(f"kl: the numbers of classes differ (K={self.K} vs "
+                                 f"K={other.K})")
+            if (self._record.mask.size == 0) != (other._record.mask.size == 0):
+                # one record has no mask (all allowed): the same records with both
+                return self._with_mask().kl(other._with_mask())
         return super().kl(other)
+
+    def _with_mask(self) -> Categorical:
+        """This distribution with its mask materialised (all True where none was given)."""
+        if self._record.mask.size:
+            return self
+        mask = np.ones(self._record.logits.shape, dtype=bool)
+        mask.flags.writeable = False
+        twin = copy.copy(self)
+        twin._record = self._record._replace(mask=mask)
+        twin._tables = twin._device_tables = None
+        return twin

@@ -10,6 +10,9 @@ Support: rows ``x`` of ``K >= 2`` entries in ``[0, 1]`` summing to 1.  A row wit
 entry outside ``[0, 1]`` or whose sum is off 1 by more than ``1e-4 + K * 2**-23``
 (which admits float32 rounding) is a ``ValueError``.  ``x_k = 0`` gives ``+inf``,
 finite or ``-inf`` as ``alpha_k <`` , ``==`` or ``> 1`` (``0 * log 0`` is 0), never NaN.
+A row with one zero where ``alpha_k > 1`` (a factor 0) and another where
+``alpha_j < 1`` (a factor ``inf``) has no density limit; measure theory's convention
+``0 * inf = 0`` gives ``log_prob = -inf`` there (the literal sum was NaN).
 
 Score (closed form, per component):
 
@@ -17,7 +20,11 @@ Score (closed form, per component):
 
 Entropy ``log B(alpha) + sum_k (alpha_k - 1) (psi(alpha_0) - psi(alpha_k))``;
 ``KL(p||q) = log B(alpha_q) - log B(alpha_p)
-- sum_k (alpha_p,k - alpha_q,k) (psi(alpha_p,0) - psi(alpha_p,k))``.
+- sum_k (alpha_p,k - alpha_q,k) (psi(alpha_p,0) - psi(alpha_p,k))``, the Bregman
+divergence of ``log B``, computed without its cancellation (exactly 0 for ``p = q``,
+relative accuracy for ``p ~ q``) as
+``sum_k lgamma_bregman(alpha_p,k, d_k) - lgamma_bregman(alpha_p,0, sum_k d_k)`` with
+``d_k = alpha_p,k expm1(log_concentration_q,k - log_concentration_p,k)``, clamped at 0.
 ``log B`` is computed once per parameter row without the cancellation of the
 ``lgamma`` differences at large ``alpha`` (:func:`log_multivariate_beta`).
 Mean ``alpha / alpha_0``; marginals are ``Beta(alpha_k, alpha_0 - alpha_k)``.
@@ -35,6 +42,12 @@ so float32 sampling costs about twice the Gamma draws.  The fused
 References: Devroye, "Non-Uniform Random Variate Generation" (1986), XI.4 (Dirichlet
 from Gammas); Penny, "KL-divergences of Normal, Gamma, Dirichlet and Wishart densities"
 (2001); R's ``lbeta`` (nmath) for the large-argument ``log B``.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded
+``log x_k``; ``score(x)`` / ``log_prob(x)`` at the stored, rounded row.  Where an entry
+underflowed to 0 (small ``alpha_k``), ``score(x)`` is a ValueError naming the underflow
+(the score there is ``-inf``): use the fused scores.  Concentrations below ``1e-3`` are
+refused.
 """
 
 from __future__ import annotations
@@ -48,8 +61,14 @@ from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import std_gamma_log
-from ..distribution import Distribution, Family
-from .gamma import HALF_LOG_2PI, checked_exp, lgamma_correction
+from ..distribution import Distribution, Family, as_float_param
+from .gamma import (
+    HALF_LOG_2PI,
+    boundary_score_error,
+    check_concentration,
+    checked_exp,
+    lgamma_correction,
+)
 
 
 class DirichletParams(NamedTuple):
@@ -76,8 +95,9 @@ def _entropy_term(alpha_k, digamma_diff_k):
 
 
 @jitable
-def _kl_term(alpha_p_k, alpha_q_k, digamma_diff_p_k):
-    return -(alpha_p_k - alpha_q_k) * digamma_diff_p_k
+def _kl_delta(alpha_p_k, log_alpha_p_k, log_alpha_q_k):
+    """``alpha_q,k - alpha_p,k`` without the rounding of the two exps."""
+    return alpha_p_k * m.expm1(log_alpha_q_k - log_alpha_p_k)
 
 
 # --------------------------------------------------------------------------- scalar maths
@@ -145,7 +165,10 @@ class scalar:
     def log_prob1(p, b, x, i):
         acc = 0.0
         for k in range(p.concentration.shape[1]):
-            acc += m.xlogy(p.concentration[b, k] - 1.0, np.float64(x[i, k]))
+            term = m.xlogy(p.concentration[b, k] - 1.0, np.float64(x[i, k]))
+            if term == -np.inf:  # a factor x_k**(alpha_k - 1) = 0: 0 * inf = 0
+                return -np.inf
+            acc += term
         return acc - p.log_norm[b]
 
     @staticmethod
@@ -181,10 +204,17 @@ class scalar:
     @staticmethod
     @jitable
     def kl1(p, q, b):
-        acc = q.log_norm[b] - p.log_norm[b]
+        acc = 0.0
+        alpha0 = 0.0
+        delta0 = 0.0
         for k in range(p.concentration.shape[1]):
-            acc += _kl_term(p.concentration[b, k], q.concentration[b, k], p.digamma_diff[b, k])
-        return acc
+            alpha = p.concentration[b, k]
+            delta = _kl_delta(alpha, np.float64(p.log_concentration[b, k]),
+                              np.float64(q.log_concentration[b, k]))
+            acc += m.lgamma_bregman(alpha, delta)
+            alpha0 += alpha
+            delta0 += delta
+        return m.nonneg(acc - m.lgamma_bregman(alpha0, delta0))
 
 
 # --------------------------------------------------------------------------- numpy baseline
@@ -223,9 +253,12 @@ class vectorised:
         b = np.arange(x.shape[0]) % B
         alpha = p.concentration[b]
         acc = np.zeros(x.shape[0])
+        zero = np.zeros(x.shape[0], bool)
         for k in range(alpha.shape[1]):
-            acc = acc + m.xlogy(alpha[:, k] - 1.0, x[:, k].astype(np.float64))
-        return acc - p.log_norm[b]
+            term = m.xlogy(alpha[:, k] - 1.0, x[:, k].astype(np.float64))
+            zero |= term == -np.inf
+            acc = acc + term
+        return np.where(zero, -np.inf, acc - p.log_norm[b])
 
     @staticmethod
     def score(p, x, B):
@@ -253,11 +286,15 @@ class vectorised:
 
     @staticmethod
     def kl(p, q):
-        acc = q.log_norm - p.log_norm
+        acc = alpha0 = delta0 = np.zeros(p.concentration.shape[0])
         for k in range(p.concentration.shape[1]):
-            acc = acc + _kl_term(p.concentration[:, k], q.concentration[:, k],
-                                 p.digamma_diff[:, k])
-        return acc
+            alpha = p.concentration[:, k]
+            delta = _kl_delta(alpha, p.log_concentration[:, k].astype(np.float64),
+                              q.log_concentration[:, k].astype(np.float64))
+            acc = acc + m.lgamma_bregman(alpha, delta)
+            alpha0 = alpha0 + alpha
+            delta0 = delta0 + delta
+        return m.nonneg(acc - m.lgamma_bregman(alpha0, delta0))
 
 
 def log_multivariate_beta(alpha: np.ndarray) -> np.ndarray:
@@ -302,6 +339,7 @@ def _prepare(flat: dict) -> dict:
     if log_alpha.shape[1] < 2:
         raise ValueError("log_concentration must have at least 2 components in its last "
                          f"dim (the simplex), got {log_alpha.shape[1]}")
+    check_concentration(log_alpha, "log_concentration")
     alpha = checked_exp(log_alpha, "log_concentration")
     log_norm = log_multivariate_beta(alpha)
     digamma_alpha = np.asarray(m.digamma(alpha), np.float64)
@@ -343,11 +381,16 @@ class Dirichlet(Distribution):
     family = FAMILY
 
     def __init__(self, log_concentration, *, backend: str = "cpu"):
-        if np.ndim(log_concentration) < 1:
+        log_concentration = as_float_param(log_concentration, "log_concentration")
+        if log_concentration.ndim < 1:
             raise ValueError("log_concentration must have at least one dimension "
                              "(the K components)")
         self._setup({"log_concentration": log_concentration}, backend=backend)
         self.K = int(self._record.concentration.shape[1])
+
+    def _check_score_support(self, x: np.ndarray) -> None:
+        if (x == 0.0).any():
+            raise boundary_score_error("Dirichlet", "0")
 
     def _check_support(self, x: np.ndarray) -> None:
         if x.size == 0:

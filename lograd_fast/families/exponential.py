@@ -13,8 +13,9 @@ Score (closed form, w.r.t. the unconstrained parameter):
 * ``d/d log_rate = 1 - lambda x``
 
 Entropy ``1 - log_rate``; ``KL(p||q) = expm1(-d) + d`` with
-``d = log_rate_p - log_rate_q`` (``= log(lp/lq) + lq/lp - 1``; expm1 keeps it
-accurate for ``p ~ q`` and exactly 0 for ``p = q``).  Mean ``1/lambda``.
+``d = log_rate_p - log_rate_q`` (``= log(lp/lq) + lq/lp - 1``), computed as
+``maths.expm1mx(-d)``: exactly 0 for ``p = q``, full relative accuracy for ``p ~ q``.
+Mean ``1/lambda``.
 
 Sampling: inversion, ``x = E / lambda`` with ``E = -log(u) ~ Exp(1)`` from one
 Philox block (``_rng.std_exponential``: 52-bit uniforms for float64, 23-bit for
@@ -22,6 +23,10 @@ float32).  Pathwise (``reparam1``): ``dx/d log_rate = -x``.
 
 Reference: any text on the exponential family, e.g. Johnson, Kotz & Balakrishnan,
 *Continuous Univariate Distributions* vol. 1, ch. 19.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+(``lambda x = E`` itself); ``score(x)`` / ``log_prob(x)`` at the stored, rounded ``x``
+(``1 - lambda x``); they differ by one rounding of ``x``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_exponential
 from ..distribution import Distribution, Family
+from .normal import TAIL_S, check_draws_fit
 
 
 class ExponentialParams(NamedTuple):
@@ -57,7 +63,7 @@ def _entropy(log_rate):
 @jitable
 def _kl(log_rate_p, log_rate_q):
     d = log_rate_p - log_rate_q
-    return m.expm1(-d) + d
+    return m.expm1mx(-d)
 
 
 # --------------------------------------------------------------------------- scalar maths
@@ -164,6 +170,11 @@ def _prepare(flat: dict) -> dict:
     if bad.any():
         raise ValueError("log_rate out of range: exp(log_rate) over- or underflows "
                          f"(e.g. {log_rate[bad].ravel()[0]})")
+    dtype = flat["log_rate"].dtype
+    with np.errstate(over="ignore"):
+        extent = TAIL_S * inv_rate
+    check_draws_fit(extent, float(np.finfo(dtype).max), "log_rate",
+                    f"draws E / rate would overflow {dtype.name}")
     return {"rate": rate, "inv_rate": inv_rate}
 
 

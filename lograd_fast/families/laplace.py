@@ -21,8 +21,10 @@ distributions")::
     KL(p||q) = log(b_q/b_p) + |mu_p - mu_q|/b_q + (b_p/b_q) exp(-|mu_p - mu_q|/b_p) - 1
              = expm1(d - delta/b_p) - d + delta/b_q,   d = log_scale_p - log_scale_q,
                                                        delta = |mu_p - mu_q|
+             = expm1mx(e) - (delta/b_q) expm1(-d),     e = d - delta/b_p
 
-(the expm1 form is accurate for ``p ~ q`` and exactly 0 for ``p = q``).  Mean ``mu``.
+(``expm1mx(e) = expm1(e) - e``, ``maths.expm1mx``; using ``1/b_p = e^{-d}/b_q``: exactly 0
+for ``p = q`` and accurate for ``p ~ q``, where the first form cancels).  Mean ``mu``.
 
 Sampling: ``x = mu + b s E`` with ``E = -log(u)`` and a random sign ``s``, both
 from one Philox block (float64: ``u`` from 52 bits of words 0-1, ``s`` from word
@@ -30,6 +32,10 @@ from one Philox block (float64: ``u`` from 52 bits of words 0-1, ``s`` from word
 separate bit, so the draw is exactly symmetric about ``mu``.
 Antithetic partner (``reflect1``): ``2 mu - x``.  Pathwise (``reparam1``):
 ``dx/dloc = 1``, ``dx/dlog_scale = x - mu = b s E``.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+(from the standardised ``l``: exact sign and distance); ``score(x)`` / ``log_prob(x)``
+at the stored, rounded ``x`` (a draw that rounds onto ``loc`` gets the kink's 0).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
 from .._engine.rng import philox_block, u01_f32, u01_f64
 from ..distribution import Distribution, Family
-from .normal import prepare_scale
+from .normal import TAIL_S, check_draws_fit, prepare_scale
 
 LOG_2 = 0.6931471805599453
 _U = np.uint64
@@ -110,7 +116,7 @@ def _entropy(log_scale):
 def _kl(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_p, inv_scale_q):
     d = log_scale_p - log_scale_q
     delta = abs(loc_p - loc_q)
-    return m.expm1(d - delta * inv_scale_p) - d + delta * inv_scale_q
+    return m.expm1mx(d - delta * inv_scale_p) - delta * inv_scale_q * m.expm1(-d)
 
 
 # --------------------------------------------------------------------------- scalar maths
@@ -235,14 +241,25 @@ class vectorised:
                    q.log_scale.astype(f), p.inv_scale, q.inv_scale)
 
 
+def _prepare(flat: dict) -> dict:
+    derived = prepare_scale(flat)
+    dtype = flat["loc"].dtype
+    with np.errstate(over="ignore"):  # |l| = -log(u) > TAIL_S with probability 2**-64
+        extent = np.abs(flat["loc"].astype(np.float64)) + TAIL_S * derived["scale"]
+    check_draws_fit(extent, float(np.finfo(dtype).max), "loc/log_scale",
+                    f"draws loc + scale l would overflow {dtype.name}")
+    return derived
+
+
 FAMILY = Family(
     name="Laplace",
     params_cls=LaplaceParams,
     scores_cls=LaplaceScores,
     param_names=("loc", "log_scale"),
     param_event_ndims=(0, 0),
-    prepare=prepare_scale,
+    prepare=_prepare,
     numpy_ops=vectorised,
+    reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )
 register(LaplaceParams, scalar)
 

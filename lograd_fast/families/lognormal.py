@@ -22,12 +22,19 @@ logs (KL is invariant under the common bijection ``exp``).  Mean
 
 Sampling: ``x = exp(mu + sigma z)`` with the ziggurat normal (one Philox block on
 the fast path).  Pathwise (``reparam1``): ``dx/dloc = x``,
-``dx/dlog_scale = x sigma z``.  Samples that over/underflow the output dtype
-(``|mu + sigma z|`` beyond ~709 in float64, ~88 in float32) are stored as ``inf``
-or 0: a limit of the number format, not of the maths.
+``dx/dlog_scale = x sigma z``.  Parameters whose draws over- or underflow the output
+dtype (``mu + sigma z`` beyond ``log`` of its largest or smallest normal number,
+~709.8 / -708.4 in float64, ~88.7 / -87.3 in float32) with probability above
+``2**-64`` (``|z| > 9.155``) are a ``ValueError`` at construction: such draws would
+be ``inf``, or 0 outside the support.
 
 Reference: Johnson, Kotz & Balakrishnan, *Continuous Univariate Distributions*
 vol. 1, ch. 14.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+``log x = loc + scale z`` (from ``z``); ``score(x)`` / ``log_prob(x)`` at the stored,
+rounded ``x`` (through ``log x``).  They differ by the rounding of ``x`` relative to
+``scale``.
 """
 
 from __future__ import annotations
@@ -42,9 +49,9 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
 from ..distribution import Distribution, Family
+from .normal import Z_TAIL, _log_prob_z, check_draws_fit, prepare_scale
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
-from .normal import _log_prob_z, prepare_scale
 
 
 class LogNormalParams(NamedTuple):
@@ -187,13 +194,29 @@ class vectorised:
                           q.log_scale.astype(f), q.inv_scale)
 
 
+def _prepare(flat: dict) -> dict:
+    derived = prepare_scale(flat)
+    dtype = np.dtype(flat["loc"].dtype)
+    loc = flat["loc"].astype(np.float64)
+    with np.errstate(over="ignore"):
+        spread = Z_TAIL * derived["scale"]
+    info = np.finfo(dtype)
+    check_draws_fit(loc + spread, float(np.log(info.max)), "loc/log_scale",
+                    f"log of the draws, loc + scale z, beyond log(max {dtype.name}): "
+                    "exp would overflow")
+    check_draws_fit(spread - loc, -float(np.log(info.tiny)), "loc/log_scale",
+                    f"log of the draws, loc - scale z, below log(smallest normal "
+                    f"{dtype.name}): draws would round towards 0, outside the support")
+    return derived
+
+
 FAMILY = Family(
     name="LogNormal",
     params_cls=LogNormalParams,
     scores_cls=LogNormalScores,
     param_names=("loc", "log_scale"),
     param_event_ndims=(0, 0),
-    prepare=prepare_scale,
+    prepare=_prepare,
     numpy_ops=vectorised,
 )
 register(LogNormalParams, scalar)

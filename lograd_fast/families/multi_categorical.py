@@ -309,7 +309,7 @@ class MultiCategorical(Distribution):
             nvec = _check_nvec(nvec)
             flat = logits
             shape = getattr(flat, "shape", None)
-            shape = tuple(shape) if shape is not None else np.shape(flat)
+            shape = tuple(shape) if shape is not None else as_float_param(flat, "logits").shape
             if len(shape) < 1 or shape[-1] != sum(nvec):
                 raise ValueError(f"logits must have shape (..., sum(nvec)) = (..., "
                                  f"{sum(nvec)}) for nvec={list(nvec)}, got {shape}")

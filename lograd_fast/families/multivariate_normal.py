@@ -46,14 +46,20 @@ Entropy ``D/2 (1 + log 2 pi) + sum_k S_kk``.  KL (e.g. Rasmussen & Williams,
 
     \mathrm{KL}(p\Vert q) = \tfrac12\big[\operatorname{tr}(\Sigma_q^{-1}\Sigma_p)
         + \lVert\delta\rVert^2 - D + \log\det\Sigma_q - \log\det\Sigma_p\big]
-      = \sum_k \big(\tfrac12\operatorname{expm1}(2 d_k) - d_k\big)
+      = \sum_k \tfrac12\big(\operatorname{expm1}(2 d_k) - 2 d_k\big)
         + \tfrac12\sum_{j>k} M_{jk}^2 + \tfrac12\lVert\delta\rVert^2
 
-(the last form, like Normal's, stays accurate when ``p ~ q``).
+(the last form, like Normal's, stays accurate when ``p ~ q``: ``expm1(2d) - 2d`` is
+``maths.expm1mx``, a series for small ``d``).
 
 Scratch space: forward/back substitution need one length-``D`` float64 vector per
 atom.  Entry points get it from :func:`local_vector`, a fixed ``MAX_DIM`` array on
 the stack (CPU) or in thread-local memory (CUDA); nothing is allocated on the heap.
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+``loc + L z`` (from ``z``, no substitution); ``score(x)`` / ``log_prob(x)`` at the
+stored, rounded ``x`` (forward substitution).  They differ by the rounding of ``x``
+relative to ``L``.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
 from ..distribution import Distribution, Family, as_float_param
+from .normal import Z_TAIL, check_draws_fit
 
 HALF_LOG_2PI = 0.9189385332046727
 MAX_DIM = 64
@@ -136,7 +143,7 @@ def _entropy(log_det, D):
 @jitable
 def _kl_diag_term(d):
     """The diagonal part ``(M_kk**2 - 1)/2 - log M_kk`` of the KL, ``M_kk = exp(d)``."""
-    return 0.5 * m.expm1(2.0 * d) - d
+    return 0.5 * m.expm1mx(2.0 * d)
 
 
 # --------------------------------------------------------------------------- scalar maths
@@ -413,6 +420,14 @@ def _prepare(flat: dict) -> dict:
                          "definite in floating point")
     tril = np.tril(raw, -1)
     tril[:, np.arange(D), np.arange(D)] = diag
+    # coordinate j of L z is N(0, |row j of L|^2): its norm, scaled against overflow
+    top = np.abs(tril).max(axis=2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        row_norm = top * np.sqrt(((tril / top[:, :, None]) ** 2).sum(axis=2))
+        extent = np.abs(flat["loc"].astype(np.float64)) + Z_TAIL * row_norm
+    dtype = flat["loc"].dtype
+    check_draws_fit(extent, float(np.finfo(dtype).max), "loc/scale_tril_unconstrained",
+                    f"draws loc + L z would overflow {dtype.name}")
     return {"scale_tril": tril, "log_det": log_diag.sum(axis=1)}
 
 
@@ -424,19 +439,21 @@ FAMILY = Family(
     param_event_ndims=(1, 2),
     prepare=_prepare,
     numpy_ops=vectorised,
+    reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
     sample_event_shape=lambda p: (p.loc.shape[1],),
 )
 register(MultivariateNormalParams, scalar)
 
 
-def _shape(value) -> tuple:
-    """The shape of an array-like without converting it (tensors, device arrays)."""
+def _shape(value, name: str) -> tuple:
+    """The shape of an array-like without converting arrays (tensors, device arrays);
+    nested lists go through :func:`as_float_param` (a TypeError naming ``name`` if ragged)."""
     shape = getattr(value, "shape", None)
-    return tuple(shape) if shape is not None else np.shape(value)
+    return tuple(shape) if shape is not None else as_float_param(value, name).shape
 
 
 def _check_shapes(loc, raw, raw_name: str) -> None:
-    loc_shape, raw_shape = _shape(loc), _shape(raw)
+    loc_shape, raw_shape = _shape(loc, "loc"), _shape(raw, raw_name)
     if len(raw_shape) < 2 or raw_shape[-1] != raw_shape[-2]:
         raise ValueError(f"{raw_name} must be square in its last two dims (..., D, D), "
                          f"got shape {raw_shape}")

@@ -51,9 +51,12 @@ Entropy (no closed form), accurate to ~1e-13:
   ``1/2 log(2 pi e l) - 1/(12 l) - 1/(24 l^2) - 19/(360 l^3) - 9/(80 l^4)``
   (remainder ~ 0.35 / l^5 < 4e-16; the last coefficient checked against the sum).
 
-``KL(p||q) = lambda_p (d + expm1(-d))`` with ``d = log_rate_p - log_rate_q`` for
-``|d| < 1`` (accurate for ``p ~ q``, exactly 0 for ``p = q``), else
-``lambda_q - lambda_p + lambda_p d``.  Mean ``lambda``.
+``KL(p||q) = lambda_p (expm1(-d) + d)`` with ``d = log_rate_p - log_rate_q`` for
+``|d| < 1`` (``maths.expm1mx``: exactly 0 for ``p = q``, full relative accuracy for
+``p ~ q``), else ``lambda_q - lambda_p + lambda_p d``.  Mean ``lambda``.
+
+Exactness (fused vs separate): identical -- counts are exact integers, so
+``sample_and_score`` and ``score(x)`` / ``log_prob(x)`` see the same ``k``.
 """
 
 from __future__ import annotations
@@ -142,6 +145,34 @@ def _log_pmf_loader(kf, bd0):
 
 
 @jitable
+def bd0(kf, rate, log_rate):
+    """``k log(k/l) + l - k`` (>= 0) for real ``k > 0``, ``l = rate >= 0`` with
+    ``log_rate = log l``, by the branch of the module docstring (Gamma's log-density
+    uses it too, with ``k = alpha - 1``)."""
+    if abs(kf - rate) < 0.1 * (kf + rate):
+        return _bd0_near(kf, rate)
+    t = (kf - rate) / rate if rate >= _TINY else np.inf
+    if t < np.inf:
+        return _bd0_log1p(kf, rate, t)
+    return _bd0_direct(kf, rate, log_rate)
+
+
+def bd0_np(kf, rate, log_rate):
+    """Vectorised :func:`bd0` (float64 arrays of one shape)."""
+    near = np.abs(kf - rate) < 0.1 * (kf + rate)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        t = np.where(rate >= _TINY, (kf - rate) / np.where(rate >= _TINY, rate, 1.0), np.inf)
+    mid = ~near & (t < np.inf)
+    far = ~near & ~mid
+    out = np.empty(kf.shape)
+    out[near] = _bd0_near(kf[near], rate[near])
+    out[mid] = _bd0_log1p(kf[mid], rate[mid], t[mid])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[far] = _bd0_direct(kf[far], rate[far], log_rate[far])
+    return out
+
+
+@jitable
 def _log_pmf1(k, rate, log_rate):
     """log p(k) of one integer k (scalar code)."""
     if k < 0:
@@ -149,15 +180,7 @@ def _log_pmf1(k, rate, log_rate):
     kf = np.float64(k)
     if k < _TABLE_SIZE:
         return _log_pmf_table(kf, k, rate, log_rate)
-    if abs(kf - rate) < 0.1 * (kf + rate):
-        bd0 = _bd0_near(kf, rate)
-    else:
-        t = (kf - rate) / rate if rate >= _TINY else np.inf
-        if t < np.inf:
-            bd0 = _bd0_log1p(kf, rate, t)
-        else:
-            bd0 = _bd0_direct(kf, rate, log_rate)
-    return _log_pmf_loader(kf, bd0)
+    return _log_pmf_loader(kf, bd0(kf, rate, log_rate))
 
 
 def _log_pmf_np(k, rate, log_rate):
@@ -167,17 +190,7 @@ def _log_pmf_np(k, rate, log_rate):
     small = (k >= 0) & (k < _TABLE_SIZE)
     out[small] = _log_pmf_table(kf[small], k[small], rate[small], log_rate[small])
     big = k >= _TABLE_SIZE
-    kb, rb, lb = kf[big], rate[big], log_rate[big]
-    near = np.abs(kb - rb) < 0.1 * (kb + rb)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        t = np.where(rb >= _TINY, (kb - rb) / np.where(rb >= _TINY, rb, 1.0), np.inf)
-    mid = ~near & (t < np.inf)
-    far = ~near & ~mid
-    bd0 = np.empty(kb.shape)
-    bd0[near] = _bd0_near(kb[near], rb[near])
-    bd0[mid] = _bd0_log1p(kb[mid], rb[mid], t[mid])
-    bd0[far] = _bd0_direct(kb[far], rb[far], lb[far])
-    out[big] = _log_pmf_loader(kb, bd0)
+    out[big] = _log_pmf_loader(kf[big], bd0_np(kf[big], rate[big], log_rate[big]))
     return out
 
 
@@ -246,6 +259,8 @@ def _entropy_window(rate):
 @jitable
 def _entropy_term(k, rate, log_rate):
     lp = _log_pmf1(k, rate, log_rate)
+    if lp == -np.inf:  # p log p -> 0 (a log_rate of -1e308 gives p_k = 0 from k = 2)
+        return 0.0
     return -m.exp(lp) * lp
 
 
@@ -271,7 +286,7 @@ def _entropy1(rate, log_rate):
 def _kl1(rate_p, rate_q, log_rate_p, log_rate_q):
     d = log_rate_p - log_rate_q
     if abs(d) < 1.0:
-        return rate_p * (d + m.expm1(-d))
+        return rate_p * m.expm1mx(-d)
     return rate_q - rate_p + rate_p * d
 
 
@@ -387,7 +402,8 @@ def _entropy_np(rate, log_rate):
     for j in range(int((k_hi - k_lo).max(initial=-1)) + 1):
         k = k_lo + j
         lp = _log_pmf_np(k, r, lr)
-        acc += np.where(k <= k_hi, -np.exp(lp) * lp, 0.0)
+        with np.errstate(invalid="ignore"):
+            acc += np.where((k <= k_hi) & (lp > -np.inf), -np.exp(lp) * lp, 0.0)
     out[idx] = acc
     return out
 
@@ -423,7 +439,7 @@ class vectorised:
     def kl(p, q):
         d = p.log_rate.astype(np.float64) - q.log_rate.astype(np.float64)
         near = np.abs(d) < 1.0
-        return np.where(near, p.rate * (d + np.expm1(np.where(near, -d, 0.0))),
+        return np.where(near, p.rate * m.expm1mx(np.where(near, -d, 0.0)),
                         q.rate - p.rate + p.rate * d)
 
 

@@ -37,6 +37,10 @@ the exact ``log|a|``.  Symmetric: ``reflect1`` gives the antithetic ``2 loc - x`
 References: Johnson, Kotz & Balakrishnan, "Continuous Univariate Distributions" vol. 2,
 ch. 28 (density, entropy); Abramowitz & Stegun 6.1.40-41, 6.3.18 (Stirling and
 digamma series).
+
+Exactness (fused vs separate): ``sample_and_score`` is exact at the unrounded draw
+(from ``a`` and ``log a**2``); ``score(x)`` / ``log_prob(x)`` at the stored, rounded
+``x``.  They differ by the rounding of ``x`` relative to ``scale sqrt(df)``.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_gamma_log, std_normal
 from ..distribution import Distribution, Family
-from .gamma import checked_exp, lgamma_correction
+from .gamma import checked_exp, digamma_tail, lgamma_correction
+from .normal import TAIL_S, Z_TAIL, check_draws_fit
 
 LOG_2 = 0.6931471805599453
 HALF_LOG_PI = 0.5723649429247001
@@ -268,24 +273,12 @@ def _half_lgamma_ratio(z: np.ndarray) -> np.ndarray:
     return np.where(z >= _SERIES_FROM, series, direct)
 
 
-# psi(x) = log x - 1/(2x) - sum_k B_2k / (2k x^2k): the coefficients B_2k / (2k)
-_DIGAMMA_SERIES = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12)
-
-
-def _digamma_tail(x: np.ndarray) -> np.ndarray:
-    r2 = 1.0 / (x * x)
-    acc = np.zeros_like(x)
-    for c in reversed(_DIGAMMA_SERIES):
-        acc = acc * r2 + c
-    return acc * r2
-
-
 def _half_digamma_diff(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``D = psi(z + 1/2) - psi(z)`` and ``2 z D - 1`` (numpy), the latter without the
     cancellation of ``2 z D ~ 1`` at large ``z`` (series in ``h = 1/(2z)``)."""
     big = np.maximum(z, _SERIES_FROM)
     h = 0.5 / big
-    tail = _digamma_tail(big + 0.5) - _digamma_tail(big)
+    tail = digamma_tail(big + 0.5) - digamma_tail(big)
     # 2z log1p(h) - 1 = sum_{j>=1} (-h)^j / (j + 1), h <= 0.05: 24 terms reach 1e-33
     log1p_ratio = np.zeros_like(h)
     for j in range(24, 0, -1):
@@ -316,6 +309,17 @@ def _prepare(flat: dict) -> dict:
     log_norm = _half_lgamma_ratio(half_df) - HALF_LOG_PI - half_log_df - log_scale
     if not (np.all(np.isfinite(log_norm)) and np.all(np.isfinite(df_score_const))):
         raise ValueError("log_df out of range: the Student-t normaliser overflows")
+    # |a| = |z| / sqrt(2 G) > A needs |z| > Z_TAIL (probability 2**-64) or G < y, whose
+    # probability is at most y**h / Gamma(h + 1) (h = nu/2): 2**-64 at the y below
+    log_y = (np.asarray(m.lgamma(half_df + 1.0), np.float64) - TAIL_S) / half_df
+    log_a_tail = np.log(Z_TAIL) - 0.5 * (LOG_2 + log_y)
+    dtype = flat["loc"].dtype
+    with np.errstate(over="ignore"):
+        extent = (np.abs(flat["loc"].astype(np.float64))
+                  + np.exp(np.log(scale_root_df) + log_a_tail))
+    check_draws_fit(extent, float(np.finfo(dtype).max), "log_df/log_scale/loc",
+                    f"draws loc + scale sqrt(df) z / sqrt(chi2) would overflow {dtype.name} "
+                    "(heavy tails)")
     return {"df": df, "half_df": half_df, "scale_root_df": scale_root_df,
             "inv_scale_root_df": inv_scale_root_df, "log_norm": log_norm,
             "digamma_diff": digamma_diff, "df_score_const": df_score_const}
@@ -329,6 +333,7 @@ FAMILY = Family(
     param_event_ndims=(0, 0, 0),
     prepare=_prepare,
     numpy_ops=vectorised,
+    reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )
 register(StudentTParams, scalar)
 

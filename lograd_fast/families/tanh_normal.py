@@ -23,10 +23,12 @@ depend on them), with ``z = (atanh(x) - mu) / sigma``:
 * ``d/d log_scale = z**2 - 1``
 
 Sampling: ``u = mu + sigma z`` with the ziggurat normal, ``x = tanh(u)`` (computed
-as ``-expm1(-2|u|) / (2 + expm1(-2|u|))`` with the sign of ``u``: accurate, and the
-same bits on every backend), then **clipped to the largest number below 1 of the
-output dtype** (``1 - 2**-53`` for float64, ``1 - 2**-24`` for float32), so a
-sample is never exactly ``+-1`` and its ``log_prob`` is always finite.  The fused
+by ``maths.tanh_abs`` with the sign of ``u``: within 1 ulp of the correctly rounded
+tanh -- the plain ``t / (t + 2)``, ``t = expm1(2|u|)``, was 2.4 ulp off and moved
+draws near 1 onto the clip value -- and the same formula on every backend), then
+**clipped to the largest number below 1 of the output dtype** (``1 - 2**-53`` for
+float64, ``1 - 2**-24`` for float32), so a sample is never exactly ``+-1`` and its
+``log_prob`` is always finite.  The fused
 ``sample_and_score`` returns the log-prob and scores *of the stored sample*
 (``u`` re-derived as ``atanh(x)`` from the rounded ``x``), i.e. exactly
 ``log_prob(x)`` and ``score(x)``; near the bounds, rounding ``x`` moves ``u``
@@ -58,6 +60,11 @@ arguments, so ``KL(TanhNormal p || TanhNormal q) = KL(N p || N q)``.
 
 Reference: Haarnoja et al., "Soft Actor-Critic" (ICML 2018), appendix C (the
 squashed Gaussian and its log-det).
+
+Exactness (fused vs separate): the same numbers -- both are exact for the *stored*
+sample (``u = atanh(x)`` of the rounded, clipped ``x``), a deliberate choice: near
+``+-1`` rounding ``x`` moves ``u`` by up to ~0.3, and the log-prob and scores must
+describe the action actually returned.
 """
 
 from __future__ import annotations
@@ -106,14 +113,6 @@ class TanhNormalScores(NamedTuple):
 
 
 # --------------------------------------------------------------------------- formulas
-@jitable
-def _tanh_abs(a):
-    """tanh(a) for a >= 0 via expm1 (accurate, no overflow, bitwise equal on
-    every backend, unlike the platforms' tanh)."""
-    e = m.expm1(-2.0 * a)
-    return -e / (2.0 + e)
-
-
 @jitable
 def _log_sech2(u):
     """log(1 - tanh(u)**2) = 2 (log 2 - |u| - softplus(-2|u|))."""
@@ -186,7 +185,7 @@ _below_one = by_dtype(_below_one_f32, _below_one_f64)
 @jitable
 def _squash(u, bound):
     """tanh(u) clipped to [-bound, bound]."""
-    t = _tanh_abs(abs(u))
+    t = m.tanh_abs(abs(u))
     if t > bound:
         t = bound
     return t if u >= 0.0 else -t
@@ -290,7 +289,7 @@ class scalar:
 # --------------------------------------------------------------------------- numpy baseline
 def _squash_np(u, dtype):
     bound = BELOW_ONE_F32 if np.dtype(dtype) == np.float32 else BELOW_ONE_F64
-    t = np.minimum(_tanh_abs(np.abs(u)), bound)
+    t = np.minimum(m.tanh_abs(np.abs(u)), bound)
     return np.where(u >= 0.0, t, -t).astype(dtype)
 
 
@@ -375,7 +374,7 @@ def tanh_normal_mean(loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
     acc = np.zeros(ls.shape)
     for j in range(_GH_Z.shape[0]):
         u = ls + ss * _GH_Z[j]
-        t = _tanh_abs(np.abs(u))
+        t = m.tanh_abs(np.abs(u))
         acc += _GH_W[j] * np.where(u >= 0.0, t, -t)
     out[small] = acc
     lb, sb = loc[~small], scale[~small]
@@ -401,6 +400,7 @@ FAMILY = Family(
     prepare=prepare_scale,
     numpy_ops=vectorised,
     prepare_checks_finite=True,  # prepare_scale checks loc and log_scale
+    reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )
 register(TanhNormalParams, scalar)
 

@@ -28,16 +28,24 @@ A user function is ``"module:name"`` (an ``@numba.njit`` function of one draw);
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import importlib
 import math
+import numbers
+import os
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["BUILTINS", "Builtin", "Functions", "canonical_builtin", "resolve", "import_object"]
+__all__ = ["BUILTINS", "Builtin", "Functions", "canonical_builtin", "resolve", "import_object",
+           "code_fingerprint", "fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -156,18 +164,40 @@ def _draw_of(scalar: Callable) -> Callable:
     return numba.njit(draw)
 
 
-def import_object(path: str, key: str = "f.import") -> object:
-    """The object named by ``"package.module:attribute"`` (``ValueError`` naming ``key``)."""
+@contextlib.contextmanager
+def _searching(paths: tuple[str, ...]):
+    """``paths`` first on ``sys.path`` for the duration of one import, then removed.
+
+    Only a spec file's own directory is searched, and only for its ``import =``
+    entries: left on ``sys.path`` (or the working directory put there, as the
+    console script once did), a ``tomllib.py`` or ``yaml.py`` lying next to the spec
+    would run in place of the library the next time that is imported."""
+    added = [p for p in paths if p and p not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)
+
+
+def import_object(path: str, key: str = "f.import", search_path: tuple[str, ...] = ()) -> object:
+    """The object named by ``"package.module:attribute"`` (``ValueError`` naming ``key``);
+    the module is looked up in ``search_path`` first, then on ``sys.path``."""
     if not isinstance(path, str) or path.count(":") != 1:
         raise ValueError(f"spec key {key!r}: expected 'module:name', got {path!r}")
     module_name, attr = path.split(":")
     if not module_name or not attr:
         raise ValueError(f"spec key {key!r}: expected 'module:name', got {path!r}")
     try:
-        module = importlib.import_module(module_name)
+        with _searching(search_path):
+            module = importlib.import_module(module_name)
     except Exception as exc:
+        where = f" (searched: {', '.join(search_path)}, then sys.path)" if search_path else ""
         raise ValueError(f"spec key {key!r}: cannot import module {module_name!r} "
-                         f"({type(exc).__name__}: {exc}); is its directory on sys.path?") from exc
+                         f"({type(exc).__name__}: {exc}){where}; put the module next to the "
+                         "spec file or make it importable (pip install, PYTHONPATH)") from exc
     obj = module
     for part in attr.split("."):
         try:
@@ -186,13 +216,6 @@ def check_njit(obj: object, key: str) -> Callable:
     return obj
 
 
-def add_search_path(paths: tuple[str, ...]) -> None:
-    """Put ``paths`` on ``sys.path`` (where user modules of a spec are looked up)."""
-    for p in paths:
-        if p and p not in sys.path:
-            sys.path.insert(0, p)
-
-
 @functools.lru_cache(maxsize=64)
 def resolve(name: str, k: float | None, scalar: str | None = None, df: str | None = None,
             search_path: tuple[str, ...] = ()) -> Functions:
@@ -203,8 +226,93 @@ def resolve(name: str, k: float | None, scalar: str | None = None, df: str | Non
     if name in BUILTINS:
         f1, df1 = _builtin_scalars(name, float(k))
         return Functions(_draw_of(f1), f1, df1)
-    add_search_path(search_path)
-    draw = check_njit(import_object(name, "f.import"), "f.import")
-    f1 = check_njit(import_object(scalar, "f.scalar"), "f.scalar") if scalar else None
-    d1 = check_njit(import_object(df, "f.df"), "f.df") if df else None
+    draw = check_njit(import_object(name, "f.import", search_path), "f.import")
+    f1 = check_njit(import_object(scalar, "f.scalar", search_path), "f.scalar") \
+        if scalar else None
+    d1 = check_njit(import_object(df, "f.df", search_path), "f.df") if df else None
     return Functions(draw, f1, d1)
+
+
+# ----------------------------------------------------------------------------- code identity
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def code_fingerprint(*functions: Callable | None) -> str:
+    """SHA-256 (first 16 hex digits) of the code behind ``functions`` (njit or plain).
+
+    Covers, for each function and every function it refers to (globals, module
+    attributes and closure cells that are functions or njit dispatchers, followed
+    transitively): its bytecode and constants, the whole source file it was
+    defined in, and the numbers, strings and arrays it refers to (Numba freezes
+    those into the compiled code).  An edit of ``f`` -- or of a helper it calls,
+    or of a module-level constant next to it -- changes the fingerprint, so a
+    sweep's stored cells of the old ``f`` are not reused."""
+    digest = hashlib.sha256()
+    seen: set[int] = set()
+    files: set[str] = set()
+    stack = [f for f in functions if f is not None]
+    while stack:
+        obj = stack.pop()
+        func = getattr(obj, "py_func", obj)
+        if not isinstance(func, types.FunctionType) or id(func) in seen or _library(func):
+            continue
+        seen.add(id(func))
+        digest.update(func.__qualname__.encode())
+        names: list[str] = []
+        for code in _code_objects(func.__code__):
+            digest.update(code.co_code)
+            digest.update(repr([c for c in code.co_consts
+                                if not isinstance(c, types.CodeType)]).encode())
+            names += code.co_names
+        path = func.__code__.co_filename
+        if path not in files and os.path.isfile(path):
+            files.add(path)
+            digest.update(Path(path).read_bytes())
+        refs = [func.__globals__[n] for n in dict.fromkeys(names) if n in func.__globals__]
+        for value in refs + _closure_values(func):
+            if isinstance(value, types.ModuleType):  # module.attr: the attributes named
+                stack += [getattr(value, n) for n in names if _is_code(getattr(value, n, None))]
+            elif _is_code(value):
+                stack.append(value)
+            elif isinstance(value, (numbers.Number, str, bytes)):
+                digest.update(repr(value).encode())
+            elif isinstance(value, np.ndarray):
+                digest.update(f"{value.dtype}{value.shape}".encode())
+                digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()[:16]
+
+
+_LIBRARIES = {"numpy", "numba", "scipy", "llvmlite"} | set(getattr(sys, "stdlib_module_names", ()))
+
+
+def _library(func: types.FunctionType) -> bool:
+    """A function of numpy, Numba, scipy or the standard library: not followed (what
+    it calls is no part of the user's code and changes only with a new install)."""
+    return (getattr(func, "__module__", None) or "").split(".")[0] in _LIBRARIES
+
+
+def _is_code(value: Any) -> bool:
+    return isinstance(value, types.FunctionType) or \
+        isinstance(getattr(value, "py_func", None), types.FunctionType)
+
+
+def _closure_values(func: types.FunctionType) -> list:
+    values = []
+    for cell in func.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    return values
+
+
+@functools.lru_cache(maxsize=64)
+def fingerprint(name: str, k: float | None, scalar: str | None = None, df: str | None = None,
+                search_path: tuple[str, ...] = ()) -> str:
+    """:func:`code_fingerprint` of the three forms of a sweep function (see :func:`resolve`)."""
+    fns = resolve(name, k, scalar, df, search_path)
+    return code_fingerprint(fns.draw, fns.scalar, fns.df)

@@ -49,6 +49,9 @@ STAT_COLUMNS = ("grad", "grad_se", "stderr", "exact_grad", "bias", "var", "var_s
                 "exact_var", "exact_var_se", "wall_s")
 #: columns that legitimately differ between two runs of one spec
 TIMING_COLUMNS = ("wall_s",)
+#: columns of every results table (besides the spec's parameter columns)
+CELL_COLUMNS = ("family", "f", "k", "n", "backend", "dtype", "estimator", "baseline", "label",
+                "replicates", "seed", "stream", "wrt")
 
 
 def require_pandas():
@@ -163,17 +166,27 @@ def load_table(path: str | os.PathLike):
                        and parquet_available() else "results.csv")
     if not path.is_file():
         raise ValueError(f"results file {str(path)!r} does not exist")
-    if path.suffix == ".parquet":
-        if not parquet_available():
-            raise ValueError("reading Parquet needs pyarrow (pip install pyarrow), or pass "
-                             "the .csv")
-        return pd.read_parquet(path)
-    if path.suffix == ".csv":
-        # floats were written with repr: read them back exactly (pandas < 3 needs asking)
-        exact = {} if int(pd.__version__.split(".")[0]) >= 3 else \
-            {"float_precision": "round_trip"}
-        return pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"], **exact)
-    raise ValueError(f"results file {str(path)!r}: expected .parquet or .csv")
+    if path.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"results file {str(path)!r}: expected .parquet or .csv")
+    if path.suffix == ".parquet" and not parquet_available():
+        raise ValueError("reading Parquet needs pyarrow (pip install pyarrow), or pass the .csv")
+    try:
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            # floats were written with repr: read them back exactly (pandas < 3 needs asking)
+            exact = {} if int(pd.__version__.split(".")[0]) >= 3 else \
+                {"float_precision": "round_trip"}
+            table = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"],
+                                **exact)
+    except Exception as exc:  # parser errors of every kind: binary junk, empty, truncated
+        raise ValueError(f"results file {str(path)!r} cannot be read as a table "
+                         f"({type(exc).__name__}: {exc})") from exc
+    missing = [c for c in CELL_COLUMNS + STAT_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"results file {str(path)!r} is not a lograd-fast sweep table: "
+                         f"columns {missing} are missing (it has {list(table.columns)[:12]})")
+    return table
 
 
 def summarize(table, top: int = 4) -> str:

@@ -16,6 +16,7 @@ bitwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -33,6 +34,11 @@ __all__ = ["sweep", "run_cell", "CellStore", "tasks_of"]
 
 THREADS_ENV = "LOGRAD_FAST_SWEEP_THREADS"
 _WARM: set = set()
+#: a sweep larger than this (cells, or draws over all cells and replicates) runs only
+#: with ``yes=True`` (``--yes``): a typo such as ``n = 1e14`` or ``num = 1e8`` would
+#: otherwise run for days (the default sweep: 420 cells, 1.3e8 draws)
+MAX_CELLS = 100_000
+MAX_DRAWS = 10**11
 
 
 # ----------------------------------------------------------------------------- one task
@@ -42,7 +48,7 @@ def tasks_of(spec: SweepSpec, select: Callable[[Cell], bool] | None = None) -> l
     return [{"key": spec.task_key(cell), "index": cell.index, "cell": cell.to_dict(),
              "seed": spec.seed, "stream0": cell.index * spec.replicates,
              "replicates": spec.replicates, "search_path": list(spec.search_path)}
-            for cell in spec.cells() if select is None or select(cell)]
+            for cell in spec.iter_cells() if select is None or select(cell)]
 
 
 def _refresh_numba_config() -> None:
@@ -127,36 +133,77 @@ def run_cell(task: dict, threads: int | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------- storage
+#: fields of a cell file (besides ``checksum``), as :func:`run_cell` writes them
+RECORD_FIELDS = ("key", "index", "cell", "seed", "stream0", "replicates", "n_terms", "wrt",
+                 "grad", "var", "stderr", "wall_s")
+
+
+def checksum(record: dict) -> str:
+    """SHA-256 of a cell record's content (every field but ``checksum``), as written:
+    canonical JSON, floats by ``repr`` (so a stored record checks out bitwise)."""
+    content = {k: v for k, v in record.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, allow_nan=True)
+                          .encode()).hexdigest()
+
+
 class CellStore:
-    """Finished cells, one JSON file each under ``directory`` (in memory if ``None``)."""
+    """Finished cells, one JSON file each under ``directory`` (in memory if ``None``).
+
+    Each file holds its record, its own key and a checksum of its content; a file
+    that fails either (edited values, NaN written over a number, a dropped
+    replicate, another cell's content, a truncated or foreign file) is not trusted:
+    :meth:`load` returns ``None`` and notes why in :attr:`rejected`, and the cell is
+    recomputed."""
 
     def __init__(self, directory: str | os.PathLike | None):
         self.directory = Path(directory) if directory is not None else None
         self._memory: dict[str, dict] = {}
+        #: ``(path, reason)`` of every stored file that was not trusted
+        self.rejected: list[tuple[Path, str]] = []
 
     def path(self, key: str) -> Path:
         assert self.directory is not None
         return self.directory / f"{key}.json"
 
     def load(self, key: str) -> dict | None:
-        """The record of ``key`` if a complete one is stored, else ``None``."""
+        """The record of ``key`` if a complete, intact one is stored, else ``None``.
+
+        ValueError if something other than a file stands at the cell's path."""
         if self.directory is None:
             return self._memory.get(key)
-        try:
-            record = json.loads(self.path(key).read_text())
-        except (OSError, ValueError):
+        path = self.path(key)
+        if not path.exists():
             return None
-        return record if isinstance(record, dict) and record.get("key") == key else None
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file (a directory?) but the place of a finished "
+                             "sweep cell: remove it and run again (the cell is recomputed)")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            return self._reject(path, f"unreadable ({type(exc).__name__})")
+        if not isinstance(record, dict) or not set(RECORD_FIELDS) <= set(record) \
+                or "checksum" not in record:
+            return self._reject(path, "not a complete cell record")
+        if record["key"] != key:
+            return self._reject(path, "it holds another cell's record")
+        if record["checksum"] != checksum(record):
+            return self._reject(path, "its content does not match its checksum (edited?)")
+        return record
+
+    def _reject(self, path: Path, reason: str) -> None:
+        self.rejected.append((path, reason))
+        return None
 
     def save(self, record: dict) -> None:
         """Store atomically: a reader sees the whole file or none of it."""
+        record = {**record, "checksum": checksum(record)}
         if self.directory is None:
             self._memory[record["key"]] = record
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.path(record["key"])
         tmp = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps(record, allow_nan=True))
+        tmp.write_text(json.dumps(record, allow_nan=True), encoding="utf-8")
         os.replace(tmp, final)
 
 
@@ -233,7 +280,8 @@ def _check_workers(workers: Any) -> int | None:
 
 def sweep(spec: Any, out: str | os.PathLike | None = None, *, scheduler: str = "local",
           dask: Any = None, workers: int | None = None, quiet: bool = False,
-          plot: bool = True, select: Callable[[Cell], bool] | None = None):
+          plot: bool = True, select: Callable[[Cell], bool] | None = None,
+          yes: bool = False):
     """Run a variance sweep and return its results table (a pandas DataFrame).
 
     Parameters
@@ -262,15 +310,32 @@ def sweep(spec: Any, out: str | os.PathLike | None = None, *, scheduler: str = "
         ``family``, ``params``, ``f``, ``k``, ``n``, ``estimator``, ``baseline``, ...).
         Each keeps the streams it has in the full grid, so its rows are exactly those
         of a full run.
+    yes : bool
+        Run a sweep beyond :data:`MAX_CELLS` cells or :data:`MAX_DRAWS` draws.  Its
+        size is counted from the axes (never by building the grid) before anything
+        runs, printed unless ``quiet``, and a larger sweep is a ``ValueError``
+        without ``yes=True``.
 
     Returns
     -------
     pandas.DataFrame
         One row per cell and differentiated parameter (see
         :func:`lograd_fast.sweep.results.build_table`); ``df.attrs`` holds ``paths``
-        (files written), ``computed`` and ``reused`` (cells).
+        (files written), ``computed`` and ``reused`` (cells), ``rejected`` (stored cell
+        files that failed their key or checksum, recomputed).
     """
+    if not isinstance(yes, bool):
+        raise TypeError(f"yes must be True or False, got {yes!r}")
     spec = load_spec(spec)
+    work = spec.work()
+    size = (f"{work['cells']:,} cells x {spec.replicates:,} replicates = "
+            f"{work['estimates']:,} estimates, {work['draws']:.3g} draws")
+    if not yes and (work["cells"] > MAX_CELLS or work["draws"] > MAX_DRAWS):
+        raise ValueError(f"this sweep is {size}, beyond the limit of {MAX_CELLS:,} cells or "
+                         f"{MAX_DRAWS:.0e} draws; check the spec (n, replicates, num of the "
+                         "ranges), or pass --yes (yes=True) to run it anyway")
+    if not quiet:
+        print(f"sweep: {size}", file=sys.stderr)
     spec.validate_points()
     if scheduler not in ("local", "dask"):
         raise ValueError(f"scheduler must be 'local' or 'dask', got {scheduler!r}")
@@ -309,6 +374,8 @@ def sweep(spec: Any, out: str | os.PathLike | None = None, *, scheduler: str = "
             records[task["key"]] = record
     pending = [t for t in tasks if t["key"] not in records]
     reused = len(records)
+    for path, reason in store.rejected:  # said even when quiet: stored results were wrong
+        print(f"sweep: recomputing {path.name}: {reason}", file=sys.stderr)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_text_atomic(out_dir / "spec.toml", to_toml(spec.to_dict()))
@@ -341,5 +408,6 @@ def sweep(spec: Any, out: str | os.PathLike | None = None, *, scheduler: str = "
                 paths.update({name: out_dir / f"{name}.png" for name in figures})
             else:
                 paths["plots"] = "not written: matplotlib is not installed"
-    table.attrs.update({"paths": paths, "computed": len(pending), "reused": reused})
+    table.attrs.update({"paths": paths, "computed": len(pending), "reused": reused,
+                        "rejected": [str(path) for path, _ in store.rejected]})
     return table

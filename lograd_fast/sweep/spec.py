@@ -46,14 +46,14 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .functions import BUILTINS, canonical_builtin
+from .functions import BUILTINS, canonical_builtin, fingerprint
 from .methods import BASELINES, ESTIMATORS, baseline_label, parse_baseline
 
 __all__ = ["SweepSpec", "DistributionSpec", "FunctionSpec", "Cell", "load_spec", "to_toml",
@@ -65,6 +65,11 @@ SWEEP_BACKENDS = ("cpu", "numpy")
 DTYPES = ("float64", "float32")
 _MAX_STREAMS = 2**32
 _MAX_SEED = 2**64 - 1
+#: values of one grid axis, at most (a list or ``{start, stop, num}``); the product of
+#: the axes is counted, never built, before a sweep starts (see ``SweepSpec.work``)
+MAX_AXIS = 10**6
+#: nesting of an array value (``[[...]]``), at most
+MAX_DEPTH = 32
 
 #: spec-only parameter aliases ``alias -> (parameter, transform, domain)``, for every
 #: family that has the parameter (``scale`` for ``log_scale``, ``rate`` for ``log_rate``)
@@ -108,12 +113,14 @@ def _number(value: Any, key: str) -> float:
     return x
 
 
-def _array_value(value: Any, key: str) -> float | tuple:
+def _array_value(value: Any, key: str, depth: int = 0) -> float | tuple:
     """A number or a (nested) list of numbers, as a float or nested tuples."""
     if isinstance(value, (list, tuple)):
         if not value:
             raise _err(key, "an array value must not be empty")
-        items = tuple(_array_value(v, key) for v in value)
+        if depth >= MAX_DEPTH:
+            raise _err(key, f"an array value nested deeper than {MAX_DEPTH} levels")
+        items = tuple(_array_value(v, key, depth + 1) for v in value)
         kinds = {isinstance(v, tuple) for v in items}
         if len(kinds) > 1 or (True in kinds and len({np.shape(v) for v in items}) > 1):
             raise _err(key, f"ragged array value {value!r}")
@@ -130,6 +137,8 @@ def _range(spec: Mapping, key: str) -> tuple[float, ...]:
     num = spec["num"]
     if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 1:
         raise _err(f"{key}.num", f"expected a positive int, got {num!r}")
+    if num > MAX_AXIS:
+        raise _err(f"{key}.num", f"{num} grid values; one axis has at most {MAX_AXIS}")
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise _err(f"{key}.log", f"expected true or false, got {log!r}")
@@ -149,6 +158,8 @@ def grid_values(value: Any, key: str) -> tuple:
     if isinstance(value, (list, tuple)):
         if not value:
             raise _err(key, "an empty list leaves nothing to sweep")
+        if len(value) > MAX_AXIS:
+            raise _err(key, f"{len(value)} grid values; one axis has at most {MAX_AXIS}")
         return tuple(_array_value(v, key) for v in value)
     if isinstance(value, np.ndarray):
         return grid_values(value.tolist(), key)
@@ -268,11 +279,12 @@ class DistributionSpec:
                 raise _err(f"{self.key}.{name}", f"missing: {self.family} needs {names}")
         self.params = params
 
-    def points(self) -> list[tuple[tuple[str, Any], ...]]:
-        """Every combination of parameter values, as ``((name, value), ...)``."""
+    def points(self) -> Iterator[tuple[tuple[str, Any], ...]]:
+        """Every combination of parameter values, as ``((name, value), ...)``, one at a
+        time (the product of the axes is never built)."""
         names = list(self.params)
-        return [tuple(zip(names, combo))
-                for combo in itertools.product(*(self.params[k] for k in names))]
+        for combo in itertools.product(*(self.params[k] for k in names)):
+            yield tuple(zip(names, combo))
 
     def to_dict(self) -> dict:
         return {"family": self.family, **{k: [_listify(v) for v in vals]
@@ -496,13 +508,13 @@ class SweepSpec:
         if self.dtype not in DTYPES:
             raise _err("dtype", f"expected one of {list(DTYPES)}, got {self.dtype!r}")
         self.search_path = tuple(str(p) for p in self.search_path)
-        cells = self.cells()
-        if not cells:
+        n_cells = self.work()["cells"]
+        if not n_cells:
             raise _err("estimators", f"no estimator of {list(self.estimators)} supports the "
                        f"families {[d.family for d in self.distributions]} on backends "
                        f"{list(self.backend)}")
-        if len(cells) * self.replicates > _MAX_STREAMS:
-            raise _err("replicates", f"{len(cells)} cells x {self.replicates} replicates "
+        if n_cells * self.replicates > _MAX_STREAMS:
+            raise _err("replicates", f"{n_cells} cells x {self.replicates} replicates "
                        f"exceed the {_MAX_STREAMS} Philox streams of one seed")
 
     # -- construction ---------------------------------------------------------------
@@ -536,27 +548,58 @@ class SweepSpec:
         }
 
     # -- the grid ---------------------------------------------------------------------
-    def cells(self) -> list[Cell]:
-        """Every cell of the grid, in order (cell ``i`` uses streams ``i * replicates + r``)."""
-        out: list[Cell] = []
+    def _methods(self, dist: DistributionSpec, fn: FunctionSpec) -> list[tuple]:
+        """``(backend, estimator, baselines)`` of every grid point of ``dist`` and ``fn``."""
+        out = []
+        for backend in self.backend:
+            for name in self.estimators:
+                method = ESTIMATORS[name]
+                if not method.supports(dist.family, backend):
+                    continue
+                if method.scalar and not fn.has_scalar_pair:
+                    continue
+                out.append((backend, name, self.baselines if method.takes_baseline
+                            else ("none",)))
+        return out
+
+    def iter_cells(self) -> Iterator[Cell]:
+        """Every cell of the grid, in order (cell ``i`` uses streams ``i * replicates + r``),
+        one at a time."""
+        index = 0
         for dist in self.distributions:
             for point in dist.points():
                 for fn in self.functions:
+                    methods = self._methods(dist, fn)
                     for k in fn.k:
                         for n in self.n:
-                            for backend in self.backend:
-                                for name in self.estimators:
-                                    method = ESTIMATORS[name]
-                                    if not method.supports(dist.family, backend):
-                                        continue
-                                    if method.scalar and not fn.has_scalar_pair:
-                                        continue
-                                    for b in (self.baselines if method.takes_baseline
-                                              else ("none",)):
-                                        out.append(Cell(len(out), dist.family, point,
-                                                        fn.name, k, fn.scalar, fn.df, n,
-                                                        backend, self.dtype, name, b))
-        return out
+                            for backend, name, baselines in methods:
+                                for b in baselines:
+                                    yield Cell(index, dist.family, point, fn.name, k,
+                                               fn.scalar, fn.df, n, backend, self.dtype,
+                                               name, b)
+                                    index += 1
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the grid, in order, as a list (see :meth:`work` for its size)."""
+        return list(self.iter_cells())
+
+    def work(self) -> dict[str, int]:
+        """The size of the sweep, counted from the axes without building the grid:
+        ``cells``, ``estimates`` (cells x replicates) and ``draws`` (samples drawn by
+        all estimates; an antithetic pair is two)."""
+        cells = draws = 0
+        for dist in self.distributions:
+            points = math.prod(len(values) for values in dist.params.values())
+            for fn in self.functions:
+                methods = self._methods(dist, fn)
+                per_n = sum(len(baselines) for _, _, baselines in methods)
+                # an antithetic estimate of n pairs draws 2 n samples
+                draws_per_n = sum((2 if name == "antithetic" else 1) * len(baselines)
+                                  for _, name, baselines in methods)
+                cells += points * len(fn.k) * len(self.n) * per_n
+                draws += points * len(fn.k) * sum(self.n) * draws_per_n
+        return {"cells": cells, "estimates": cells * self.replicates,
+                "draws": draws * self.replicates}
 
     def skipped(self) -> list[str]:
         """Estimators left out of part of the grid, and why (for a note to the user)."""
@@ -587,18 +630,33 @@ class SweepSpec:
                                         f"{exc}") from exc
 
     def task_key(self, cell: Cell) -> str:
-        """Identity of a cell's result: its description, seed, streams and replicates."""
+        """Identity of a cell's result: its description, seed, streams and replicates,
+        the lograd_fast version, the hash of the package's kernel sources and the
+        fingerprint of ``f``'s code (:func:`~.functions.code_fingerprint`): after an
+        edit of either, a rerun recomputes the cell instead of reusing old numbers."""
         import lograd_fast as lf
 
+        from .._engine.cache import SOURCE_HASH
+
+        code = fingerprint(cell.f, cell.k, cell.f_scalar, cell.f_df, self.search_path)
         blob = json.dumps({"cell": cell.to_dict(), "seed": self.seed,
                            "stream0": cell.index * self.replicates,
-                           "replicates": self.replicates, "version": lf.__version__},
+                           "replicates": self.replicates, "version": lf.__version__,
+                           "kernels": SOURCE_HASH, "code": code},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 # ----------------------------------------------------------------------------- loading
 def _read_file(path: Path) -> dict:
+    try:
+        return _parse_file(path)
+    except RecursionError:  # the parsers recurse per level of nesting
+        raise ValueError(f"spec file {str(path)!r} nests its lists or tables too deeply "
+                         f"(at most {MAX_DEPTH} levels make sense)") from None
+
+
+def _parse_file(path: Path) -> dict:
     suffix = path.suffix.lower()
     try:
         text = path.read_text(encoding="utf-8")

@@ -22,6 +22,16 @@ def to_host(a):
     return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
 
 
+def _open_support(d, x):
+    """``x`` with draws that underflowed onto 0 or 1 (Gamma/Beta/Dirichlet at small
+    concentrations) moved inside: their score is -inf and ``score`` refuses them."""
+    if type(d).__name__ not in ("Gamma", "Beta", "Dirichlet"):
+        return x
+    info = np.finfo(x.dtype)
+    return np.where(x == 0.0, info.tiny, np.where(x == 1.0, 1.0 - info.epsneg, x)).astype(
+        x.dtype)
+
+
 def main() -> None:
     out, backend, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     results = {}
@@ -40,7 +50,7 @@ def main() -> None:
             results[f"{tag}|sample"] = to_host(d.sample(draws, seed=12))
             xh = results[f"{tag}|x"]
             results[f"{tag}|log_prob"] = to_host(d.log_prob(xh))
-            for k, v in d.score(xh).items():
+            for k, v in d.score(_open_support(d, xh)).items():
                 results[f"{tag}|score_{k}"] = to_host(v)
     np.savez(out, **results)
 
