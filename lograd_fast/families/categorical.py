@@ -747,13 +747,11 @@ class Categorical(Distribution):
 
     def kl(self, other: Distribution) -> np.ndarray:
         """KL(self || other) per row ``batch_shape``; ``other`` needs the same K."""
-        if isinstance(other, Categorical):
-            if other.K != self.K:
-                raise ValueError(f"kl: the numbers of classes differ (K={self.K} vs "
-                                 f"K={other.K})")
-            if (self._record.mask.size == 0) != (other._record.mask.size == 0):
-                # one record has no mask (all allowed): the same records with both
-                return self._with_mask().kl(other._with_mask())
+        if isinstance(other, Categorical) and \
+                (self._record.mask.size == 0) != (other._record.mask.size == 0):
+            # one record has no mask (all allowed): the same records with both (the base
+            # class compares every field, K included)
+            return self._with_mask().kl(other._with_mask())
         return super().kl(other)
 
     def _with_mask(self) -> Categorical:
