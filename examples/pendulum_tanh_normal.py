@@ -1,7 +1,7 @@
 """REINFORCE with a squashed-Gaussian (``TanhNormal``) policy on gymnasium's Pendulum-v1.
 
 The torque is ``2 tanh(u)`` with ``u ~ N(net(obs), exp(log_std)**2)``: the policy is
-``lograd_fast.torch.TanhNormal(loc, log_scale)`` (scores w.r.t. the *pre-squash*
+``lograd_fast.torch.TanhNormal(loc, log_scale=...)`` (scores w.r.t. the *pre-squash*
 ``loc``/``log_scale``, in closed form), ``loc`` from a small torch network and
 ``log_std`` a free parameter.  A batch of episodes runs side by side; the
 reward-to-go ``G_t`` (``lf.returns``, ``gamma = 0.95``) minus a learned state-value
@@ -47,7 +47,7 @@ class Policy(torch.nn.Module):
 
     def forward(self, obs: torch.Tensor) -> lft.TanhNormal:
         # event_ndims=1: the action vector (here of length 1) is one event
-        return lft.TanhNormal(self.net(obs), self.log_std, event_ndims=1)
+        return lft.TanhNormal(self.net(obs), log_scale=self.log_std, event_ndims=1)
 
 
 def evaluate(envs, act, seed: int, episodes: int) -> float:

@@ -35,6 +35,7 @@ BACKENDS = ("cpu", "cuda", "numpy")
 _MAX_SEED = 2**64 - 1
 _MAX_STREAM = 2**32 - 1
 _MAX_ATOMS = 2**62
+_U64_ZERO = np.uint64(0)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ def check_seed(seed: Any, stream: Any) -> tuple:
         raise ValueError(f"seed must be in [0, {_MAX_SEED}], got {seed}")
     if not 0 <= stream <= _MAX_STREAM:
         raise ValueError(f"stream must be in [0, {_MAX_STREAM}], got {stream}")
+    if seed <= 0xFFFFFFFF and stream == 0:  # the common call: two shared zeros
+        return (np.uint64(seed), _U64_ZERO, _U64_ZERO)
     return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(stream))
 
 
@@ -267,6 +270,9 @@ class _Layout(NamedTuple):
     B: int
     E: int
     tails: dict  # name -> trailing (event) dims of each parameter and extra field
+    shapes: dict  # name -> (full_shape + tail, (B,) + tail): broadcast and flat shapes
+
+    attrs: dict  # the instance attributes that follow from the layout (shared, read-only)
 
 
 # RL code builds a distribution of the same shapes every step: the shape checks and
@@ -276,6 +282,7 @@ _LAYOUTS: dict = {}
 _MAX_LAYOUTS = 256
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
+_ATOM0 = (np.int64(0),)  # the first atom of a call (the last entry of a driver's key)
 
 
 def _layout_key(fam: Family, params: dict, extra: dict, event_ndims: Any,
@@ -333,8 +340,15 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
     full_shape = tuple(int(d) for d in full_shape)
     event_ndims = int(event_ndims)
     batch_shape = full_shape[: len(full_shape) - event_ndims]
-    return arrays, _Layout(dtype, event_ndims, full_shape, batch_shape, math.prod(full_shape),
-                           math.prod(full_shape[len(batch_shape):]), tails)
+    B = math.prod(full_shape)
+    E = math.prod(full_shape[len(batch_shape):])
+    shapes = {name: (full_shape + tail, (B,) + tail) for name, tail in tails.items()}
+    attrs = {"dtype": dtype, "backend": backend, "event_ndims": event_ndims,
+             "full_shape": full_shape, "batch_shape": batch_shape, "_B": B, "_E": E,
+             "_param_tail": {name: tails[name] for name in fam.param_names},
+             "_sample_dtype": _INT64 if fam.discrete else dtype}
+    return arrays, _Layout(dtype, event_ndims, full_shape, batch_shape, B, E, tails, shapes,
+                           attrs)
 
 
 # ----------------------------------------------------------------------------- the class
@@ -360,36 +374,32 @@ class Distribution:
                     _LAYOUTS.clear()
                 _LAYOUTS[key] = layout
         else:  # plain float arrays of a known layout: already checked once
-            arrays = [params[k].astype(layout.dtype, copy=False) for k in fam.param_names]
-        dtype, full_shape, B, tails = layout.dtype, layout.full_shape, layout.B, layout.tails
+            dtype = layout.dtype
+            arrays = [v if v.dtype == dtype else v.astype(dtype)
+                      for v in map(params.__getitem__, fam.param_names)]
         self._user_params = dict(zip(fam.param_names, arrays))
-        self.dtype = dtype
-        self.backend = backend
-        self.event_ndims = layout.event_ndims
-        self.full_shape = full_shape
-        self.batch_shape = layout.batch_shape
-        self._B = B
-        self._E = layout.E
+        # what depends on the shapes alone, set at once (the common RL step: ~1 us)
+        self.__dict__.update(layout.attrs)
         flat = {}
-        for name, arr in list(zip(fam.param_names, arrays)) + list(extra.items()):
-            tail = tails[name]
-            if arr.shape != full_shape + tail:
-                arr = np.broadcast_to(arr, full_shape + tail)
-            flat[name] = np.array(arr, order="C").reshape((B,) + tail)  # own copy
+        for name, arr in zip(fam.param_names + tuple(extra), arrays + list(extra.values())):
+            shape, flat_shape = layout.shapes[name]
+            if arr.shape != shape:
+                arr = np.broadcast_to(arr, shape)
+            arr = np.array(arr, order="C").reshape(flat_shape)  # own copy
+            # read-only: the record is immutable, and every record of a family then
+            # has one Numba type per dtype (one compiled kernel, not two)
+            arr.flags.writeable = False
+            flat[name] = arr
         if not fam.prepare_checks_finite:
             for name in fam.param_names:
                 check_finite(flat[name], name, allow_neg_inf=name == "logits")
         derived = fam.prepare(flat)
-        fields = {**flat, **derived}
-        for arr in fields.values():
-            # read-only: the record is immutable, and every record of a family then
-            # has one Numba type per dtype (one compiled kernel, not two)
+        for arr in derived.values():
             arr.flags.writeable = False
-        self._record = fam.params_cls(**fields)
-        self._param_tail = {name: tails[name] for name in fam.param_names}
-        self.sample_event_shape = tuple(fam.sample_event_shape(self._record))
-        self.event_shape = full_shape[len(self.batch_shape):] + self.sample_event_shape
-        self._sample_dtype = _INT64 if fam.discrete else dtype
+        self._record = fam.params_cls(**flat, **derived)
+        self.sample_event_shape = ses = tuple(fam.sample_event_shape(self._record))
+        self.event_shape = self.full_shape[len(self.batch_shape):] + ses if ses \
+            else self.full_shape[len(self.batch_shape):]
         self._device_record = None
         if backend == "cuda":
             _cuda = cuda_backend()
@@ -467,12 +477,38 @@ class Distribution:
             check_no_overlap(given_arrays)
         return result
 
+    def _fresh(self, n: int | None, n_atoms: int, want_x: bool, want_s: bool):
+        """New outputs of a CPU call without ``out=`` (the common case, kept lean):
+        ``(x, flat x, score dict, flat score record)``; the user's arrays are views of
+        the flat ones the kernels write."""
+        x = xf = s = sf = None
+        lead = () if n is None else (n,)
+        # a 1-D batch drawn once (an RL step) needs no reshape: the flat array is it
+        same = len(self.full_shape) == 1 and n is None
+        if want_x:
+            xf = np.empty((n_atoms,) + self.sample_event_shape, self._sample_dtype)
+            x = xf if same else xf.reshape(lead + self.full_shape + self.sample_event_shape)
+        if want_s:
+            s, flat = {}, []
+            for name, tail in self._param_tail.items():
+                a = np.empty((n_atoms,) + tail, self.dtype)
+                flat.append(a)
+                s[name] = a if same else a.reshape(lead + self.full_shape + tail)
+            sf = self.family.scores_cls(*flat)
+        return x, xf, s, sf
+
     def _flat_scores(self, s: dict, n_atoms: int):
         return self.family.scores_cls(**{
             k: s[k].reshape((n_atoms,) + self._param_tail[k]) for k in self.family.param_names})
 
-    def _kernel_record(self):
-        return self._device_record if self.backend == "cuda" else self._record
+    def _host_record(self, n: int | None = None):
+        """The record the numpy backend reads for a call of ``n`` draws (a family may
+        keep derived arrays for many draws per element: Categorical's tables)."""
+        return self._record
+
+    def _kernel_record(self, n: int | None = None):
+        """The record the CPU or CUDA drivers read for a call of ``n`` draws."""
+        return self._device_record if self.backend == "cuda" else self._host_record(n)
 
     def _driver(self):
         return cuda_backend() if self.backend == "cuda" else cpu
@@ -554,14 +590,18 @@ class Distribution:
         for any number of threads.
         """
         n = check_n(n)
-        key = check_seed(seed, stream) + (np.int64(0),)
+        key = check_seed(seed, stream) + _ATOM0
         n_atoms = self._check_atoms(n, out)
+        if out is None and self.backend == "cpu":
+            x, xf, _, _ = self._fresh(n, n_atoms, True, False)
+            cpu.sample(self._kernel_record(n), key, xf, self._B)
+            return x
         (x,) = self._outputs(n, out, True, False, False)
         if self.backend == "numpy":
-            x[...] = self.family.numpy_ops.sample(self._record, key, n_atoms, self._B,
+            x[...] = self.family.numpy_ops.sample(self._host_record(n), key, n_atoms, self._B,
                                                   self.dtype).reshape(x.shape)
             return x
-        self._driver().sample(self._kernel_record(), key, self._flat_x(x, n_atoms), self._B)
+        self._driver().sample(self._kernel_record(n), key, self._flat_x(x, n_atoms), self._B)
         return x
 
     def log_prob(self, x: Any, *, out: Any = None):
@@ -577,13 +617,29 @@ class Distribution:
             lp[...] = 0.0
             return lp
         if self.backend == "numpy":
-            atoms = self.family.numpy_ops.log_prob(self._record, self._flat_x(x, n_atoms),
-                                                   self._B)
+            atoms = self.family.numpy_ops.log_prob(self._host_record(n),
+                                                   self._flat_x(x, n_atoms), self._B)
             lp[...] = atoms.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
             return lp
-        self._driver().log_prob(self._kernel_record(), self._flat_x(x, n_atoms),
+        self._driver().log_prob(self._kernel_record(n), self._flat_x(x, n_atoms),
                                 lp.reshape(n_atoms // self._E), self._B, self._E)
         return lp
+
+    def _log_prob_and_score(self, x: Any) -> tuple:
+        """``(log_prob(x), score(x))`` with one validation of ``x`` (the adapters' call
+        for a backward pass); CPU backend, fresh outputs."""
+        if self.backend != "cpu":
+            return self.log_prob(x), self.score(x)
+        x, n = self._check_x(x)
+        self._check_score_support(x)
+        n_atoms = (n or 1) * self._B
+        lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
+        xf = self._flat_x(x, n_atoms)
+        cpu.log_prob(self._kernel_record(n), xf, lp.reshape(n_atoms // self._E), self._B,
+                     self._E)
+        _, _, s, sf = self._fresh(n, n_atoms, False, True)
+        cpu.score(self._kernel_record(n), xf, sf, self._B)
+        return lp, s
 
     def _flat_x(self, x, n_atoms):
         return x.reshape((n_atoms,) + self.sample_event_shape)
@@ -602,11 +658,12 @@ class Distribution:
         (s,) = self._outputs(n, out, False, False, True)
         n_atoms = (n or 1) * self._B
         if self.backend == "numpy":
-            got = self.family.numpy_ops.score(self._record, self._flat_x(x, n_atoms), self._B)
+            got = self.family.numpy_ops.score(self._host_record(n), self._flat_x(x, n_atoms),
+                                              self._B)
             for k in s:
                 s[k][...] = got[k].reshape(s[k].shape)
             return s
-        self._driver().score(self._kernel_record(), self._flat_x(x, n_atoms),
+        self._driver().score(self._kernel_record(n), self._flat_x(x, n_atoms),
                              self._flat_scores(s, n_atoms), self._B)
         return s
 
@@ -618,21 +675,27 @@ class Distribution:
         The samples are exactly those of :meth:`sample` with the same seed.
         """
         n = check_n(n)
-        key = check_seed(seed, stream) + (np.int64(0),)
+        key = check_seed(seed, stream) + _ATOM0
         n_atoms = self._check_atoms(n, out, scores=True)
+        if out is None and self.backend == "cpu" and n_atoms:  # the RL step: outputs only
+            x, xf, s, sf = self._fresh(n, n_atoms, True, True)
+            lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
+            cpu.sample_score(self._kernel_record(n), key, xf, sf,
+                             lp.reshape(n_atoms // self._E), self._B, self._E)
+            return x, lp, s
         x, lp, s = self._outputs(n, out, True, True, True)
         if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
             lp[...] = 0.0
             return x, lp, s
         if self.backend == "numpy":
-            xs, lps, ss = self.family.numpy_ops.sample_score(self._record, key, n_atoms, self._B,
-                                                              self.dtype)
+            xs, lps, ss = self.family.numpy_ops.sample_score(self._host_record(n), key, n_atoms,
+                                                              self._B, self.dtype)
             x[...] = xs.reshape(x.shape)
             lp[...] = lps.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
             for k in s:
                 s[k][...] = ss[k].reshape(s[k].shape)
             return x, lp, s
-        self._driver().sample_score(self._kernel_record(), key, self._flat_x(x, n_atoms),
+        self._driver().sample_score(self._kernel_record(n), key, self._flat_x(x, n_atoms),
                                     self._flat_scores(s, n_atoms),
                                     lp.reshape(n_atoms // self._E), self._B, self._E)
         return x, lp, s
@@ -643,10 +706,10 @@ class Distribution:
         if self._B == 0:  # a zero-size batch: empty sums
             pass
         elif self.backend == "numpy":
-            ent = self.family.numpy_ops.entropy(self._record)
+            ent = self.family.numpy_ops.entropy(self._host_record())
             out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
-            cpu.entropy(self._record, out.reshape(-1), self._E)
+            cpu.entropy(self._host_record(), out.reshape(-1), self._E)
         return out.astype(self.dtype)
 
     def kl(self, other: Distribution) -> np.ndarray:

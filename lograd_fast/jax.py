@@ -62,8 +62,8 @@ def _make(dist_class: type, kwargs: tuple):
         flat = x.reshape((math.prod(lead),) + core)
         if not with_scores:
             return np.asarray(d.log_prob(flat)).reshape(lead + tuple(d.batch_shape))
-        lp = np.asarray(d.log_prob(flat)).reshape(lead + tuple(d.batch_shape))
-        s = d.score(flat)
+        lp, s = d._log_prob_and_score(flat)  # one validation of x, one pass per row
+        lp = np.asarray(lp).reshape(lead + tuple(d.batch_shape))
         return (lp,) + tuple(s[k].reshape(lead + s[k].shape[1:]) for k in names)
 
     def shapes(x, params):

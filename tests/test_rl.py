@@ -292,3 +292,31 @@ def test_advantages_are_the_policy_gradient_weights():
     assert lf.advantages(r[0], 0.5).shape == (T,)
     with pytest.raises(ValueError, match="optimal"):
         lf.advantages(r, 0.9, baseline="optimal")
+
+
+# ============================================================================ one draw
+@pytest.mark.filterwarnings("error")  # no "degrees of freedom" warning either
+def test_reinforce_from_a_single_trajectory():
+    """``score_function(rewards=G[None], x=A[None])``: the gradient of one draw, with
+    var/stderr NaN; baselines that are estimated from other draws say they need two."""
+    logits = np.array([[0.2, -1.0, 0.7], [1.0, 0.0, -0.5]])  # two steps of one episode
+    d = lf.Categorical(logits)
+    actions = np.array([[2, 0]])
+    returns = np.array([[1.5, -0.5]])
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    score = np.eye(3)[actions[0]] - p  # d log p(a) / d logits, closed form
+    for baseline, b in ((None, 0.0), (0.25, 0.25), (lf.EMA(0.9), 0.0)):
+        est = lf.score_function(d, rewards=returns, x=actions, baseline=baseline)
+        np.testing.assert_allclose(est.grad["logits"], (returns[0] - b)[:, None] * score,
+                                   rtol=1e-14)
+        assert est.n == 1
+        assert np.isnan(est.var["logits"]).all() and np.isnan(est.stderr["logits"]).all()
+    # one reward per draw, a Normal policy
+    dn = lf.Normal(np.zeros(2), np.zeros(2))
+    x = np.array([[0.5, -1.0]])
+    est = lf.score_function(dn, rewards=np.array([2.0]), x=x)
+    np.testing.assert_allclose(est.grad["loc"], 2.0 * x[0])
+    for baseline in ("loo", "mean", "optimal"):
+        with pytest.raises(ValueError, match=f"baseline='{baseline}' needs at least 2 draws"):
+            lf.score_function(d, rewards=returns, x=actions, baseline=baseline)

@@ -1,9 +1,11 @@
-"""The torch adapter: log_prob / entropy with closed-form backward, checked with
-``torch.autograd.gradcheck`` (float64) and against ``torch.distributions`` + autograd
-(to 1e-10), and a policy network's loss backpropagating through it."""
+"""The torch adapter against ``torch.distributions`` + autograd (values and first and
+second derivatives to 1e-10 in float64), under ``torch.compile`` (fullgraph) and the
+``torch.func`` transforms, every drop-in attribute, and the operator registrations
+(``torch.library.opcheck``)."""
 
 import math
 
+import numpy as np
 import pytest
 
 import lograd_fast as lf
@@ -19,14 +21,14 @@ def _seed():
     torch.manual_seed(0)
 
 
-def f64(*shape, scale=1.0):
-    return (scale * torch.randn(*shape, dtype=torch.float64)).requires_grad_()
+def f64(*shape, scale=1.0, shift=0.0):
+    return (scale * torch.randn(*shape, dtype=torch.float64) + shift).requires_grad_()
 
 
-def grads(out, inputs):
+def grads(out, inputs, create_graph=False):
     """Gradients of a non-linear function of ``out`` (exercises every grad_out entry)."""
     got = torch.autograd.grad((torch.sin(out) * torch.arange(out.numel()).reshape(
-        out.shape)).sum(), inputs, allow_unused=True)
+        out.shape)).sum(), inputs, allow_unused=True, create_graph=create_graph)
     return [torch.zeros_like(i) if g is None else g for g, i in zip(got, inputs)]
 
 
@@ -36,50 +38,144 @@ def assert_same_grads(ours, ref, inputs):
         torch.testing.assert_close(a, b, **TOL)
 
 
+def hessian_vector(out, inputs, vs):
+    """``d/d inputs <d out.sum() / d inputs, v>`` (second derivatives, any structure)."""
+    first = torch.autograd.grad(out.sum(), inputs, create_graph=True)
+    dot = sum((g * v).sum() for g, v in zip(first, vs))
+    return torch.autograd.grad(dot, inputs)
+
+
+def assert_same_second(ours, ref, inputs):
+    vs = [torch.randn_like(i) for i in inputs]
+    for a, b in zip(hessian_vector(ours, inputs, vs), hessian_vector(ref, inputs, vs)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 # ============================================================================ Normal
 @pytest.mark.parametrize("event_ndims", [0, 1])
 @pytest.mark.parametrize("sample_shape", [(), (5,), (2, 3)])
-def test_normal_log_prob(event_ndims, sample_shape):
+def test_normal_log_prob_scale_and_log_scale(event_ndims, sample_shape):
     loc, log_scale = f64(4, 3), f64(3, scale=0.5)  # broadcast: log_scale shared by rows
+    scale = log_scale.exp().detach().requires_grad_()
     x = torch.randn(*sample_shape, 4, 3, dtype=torch.float64)
-    ours = lft.Normal(loc, log_scale, event_ndims=event_ndims).log_prob(x)
-    ref = D.Normal(loc, log_scale.exp()).log_prob(x)
-    ref = ref.sum(-1) if event_ndims else ref
-    assert ours.shape == ref.shape
-    assert_same_grads(ours, ref, (loc, log_scale))
+
+    def ref(s):
+        lp = D.Normal(loc, s).log_prob(x)
+        return lp.sum(-1) if event_ndims else lp
+
+    # torch's signature: the positional second argument is the scale
+    ours = lft.Normal(loc, scale, event_ndims=event_ndims).log_prob(x)
+    assert ours.shape == ref(scale).shape
+    assert_same_grads(ours, ref(scale), (loc, scale))
+    assert_same_second(lft.Normal(loc, scale, event_ndims=event_ndims).log_prob(x),
+                       ref(scale), (loc, scale))
+    # the unconstrained form: gradients go to log_scale
+    ours = lft.Normal(loc, log_scale=log_scale, event_ndims=event_ndims).log_prob(x)
+    assert_same_grads(ours, ref(log_scale.exp()), (loc, log_scale))
+    assert_same_second(lft.Normal(loc, log_scale=log_scale, event_ndims=event_ndims)
+                       .log_prob(x), ref(log_scale.exp()), (loc, log_scale))
     assert torch.autograd.gradcheck(
-        lambda m, s: lft.Normal(m, s, event_ndims=event_ndims).log_prob(x), (loc, log_scale))
+        lambda m, s: lft.Normal(m, s, event_ndims=event_ndims).log_prob(x), (loc, scale))
+    assert torch.autograd.gradgradcheck(
+        lambda m, s: lft.Normal(m, log_scale=s, event_ndims=event_ndims).log_prob(x),
+        (loc, log_scale))
 
 
-def test_normal_entropy_and_properties():
-    loc, log_scale = f64(4, 3), f64(4, 1, scale=0.5)
+def test_normal_signature_is_torchs():
+    loc = torch.zeros(2, dtype=torch.float64)
+    d = lft.Normal(loc, torch.full((2,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(d.stddev, torch.full((2,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(d.log_prob(loc), D.Normal(loc, 2.0).log_prob(loc))
+    d = lft.Normal(loc, scale=torch.ones(2, dtype=torch.float64))
+    assert d.scale.eq(1).all()
+    with pytest.raises(TypeError, match="exactly one of scale"):
+        lft.Normal(loc)
+    with pytest.raises(TypeError, match="exactly one of scale"):
+        lft.Normal(loc, 1.0, log_scale=0.0)
+    with pytest.raises(ValueError, match="scale must be positive"):
+        lft.Normal(loc, torch.tensor([1.0, -1.0], dtype=torch.float64)).log_prob(loc)
+
+
+def test_hessian_vector_product_is_not_silently_zero():
+    """The issue's example: HVP of log_prob(a).sum() + 0.5 * (z**2).sum()."""
+    z = f64(6)
+    a = torch.randn(6, dtype=torch.float64)
+    v = torch.randn(6, dtype=torch.float64)
+
+    def hvp(make):
+        out = make(z).log_prob(a).sum() + 0.5 * (z**2).sum()
+        (g,) = torch.autograd.grad(out, z, create_graph=True)
+        return torch.autograd.grad((g * v).sum(), z)[0]
+
+    for ours, ref in ((lambda t: lft.Normal(t, 1.0), lambda t: D.Normal(t, 1.0)),
+                      (lambda t: lft.Normal(0.0, log_scale=t), lambda t: D.Normal(0.0, t.exp())),
+                      (lambda t: lft.Normal(t, t.exp()), lambda t: D.Normal(t, t.exp()))):
+        got = hvp(ours)
+        torch.testing.assert_close(got, hvp(ref), **TOL)
+        assert not torch.allclose(got, v)  # the silent-zero answer would be v
+
+
+def test_normal_entropy_cdf_icdf_rsample_and_properties():
+    loc, scale = f64(4, 3), f64(4, 1, scale=0.2, shift=1.0)
     for ev in (0, 1):
-        ours = lft.Normal(loc, log_scale, event_ndims=ev).entropy()
-        ref = D.Normal(loc, log_scale.exp()).entropy()
+        ours = lft.Normal(loc, scale, event_ndims=ev).entropy()
+        ref = D.Normal(loc, scale).entropy()
         ref = ref.sum(-1) if ev else ref
-        assert_same_grads(ours, ref, (loc, log_scale))
-        assert torch.autograd.gradcheck(
-            lambda m, s, ev=ev: lft.Normal(m, s, event_ndims=ev).entropy(), (loc, log_scale))
-    d = lft.Normal(loc, log_scale)
+        assert_same_grads(ours, ref, (loc, scale))
+        torch.testing.assert_close(lft.Normal(loc, scale, event_ndims=ev).perplexity(),
+                                   ref.exp(), **TOL)
+    x = torch.randn(5, 4, 3, dtype=torch.float64)
+    assert_same_grads(lft.Normal(loc, scale).cdf(x), D.Normal(loc, scale).cdf(x), (loc, scale))
+    u = torch.rand(4, 3, dtype=torch.float64)
+    assert_same_grads(lft.Normal(loc, scale).icdf(u), D.Normal(loc, scale).icdf(u),
+                      (loc, scale))
+    d = lft.Normal(loc, scale)
     torch.testing.assert_close(d.mode, loc)
-    torch.testing.assert_close(d.stddev, log_scale.exp().expand(4, 3))
+    torch.testing.assert_close(d.mean, loc)
+    torch.testing.assert_close(d.stddev, scale.expand(4, 3))
+    torch.testing.assert_close(d.variance, scale.expand(4, 3) ** 2)
     assert d.batch_shape == torch.Size([4, 3]) and d.event_shape == torch.Size([])
-    d1 = lft.Normal(loc, log_scale, event_ndims=1)
+    d1 = lft.Normal(loc, scale, event_ndims=1)
     assert d1.batch_shape == torch.Size([4]) and d1.event_shape == torch.Size([3])
+    # rsample: pathwise, x = loc + scale * eps with the draws of sample()
+    r = d.rsample((7,), seed=3)
+    assert r.shape == (7, 4, 3) and r.requires_grad
+    eps = (r - loc) / scale
+    gl, gs = torch.autograd.grad(r.sum(), (loc, scale))
+    torch.testing.assert_close(gl, torch.full_like(loc, 7.0))
+    torch.testing.assert_close(gs, eps.detach().sum((0, 2)).reshape(4, 1), **TOL)
+    torch.testing.assert_close(r.detach(), d.sample((7,), seed=3), rtol=1e-12, atol=1e-12)
+    # SAC: log_prob of an rsample backpropagates through the value too
+    ls = f64(3, scale=0.3)
+    for ours, ref in ((lft.Normal, D.Normal),
+                      (lft.TanhNormal, lambda m, s: D.TransformedDistribution(
+                          D.Normal(m, s), [D.TanhTransform()]))):
+        torch.manual_seed(1)
+        e = torch.randn(2, 4, 3, dtype=torch.float64)
+        a_ours = loc + ls.exp() * e
+        a_ref = loc + ls.exp() * e
+        if ours is lft.TanhNormal:
+            a_ours, a_ref = torch.tanh(a_ours), torch.tanh(a_ref)
+        assert_same_grads(ours(loc, ls.exp()).log_prob(a_ours), ref(loc, ls.exp()).log_prob(a_ref),
+                          (loc, ls))
 
 
 # ============================================================================ Categorical
 @pytest.mark.parametrize("sample_shape", [(), (6,), (2, 3)])
-def test_categorical_log_prob(sample_shape):
+def test_categorical_log_prob_first_and_second_derivatives(sample_shape):
     logits = f64(5, 4)
     x = torch.randint(0, 4, (*sample_shape, 5))
     ours = lft.Categorical(logits=logits).log_prob(x)
     ref = D.Categorical(logits=logits).log_prob(x)
     assert_same_grads(ours, ref, (logits,))
+    assert_same_second(lft.Categorical(logits=logits).log_prob(x),
+                       D.Categorical(logits=logits).log_prob(x), (logits,))
     assert torch.autograd.gradcheck(lambda z: lft.Categorical(logits=z).log_prob(x), (logits,))
+    assert torch.autograd.gradgradcheck(lambda z: lft.Categorical(logits=z).log_prob(x),
+                                        (logits,))
 
 
-def test_categorical_masked_and_probs():
+def test_categorical_masked_probs_and_entropy():
     logits = f64(3, 4)
     mask = torch.tensor([[True, False, True, True], [True, True, True, True],
                          [False, False, True, True]])
@@ -87,46 +183,218 @@ def test_categorical_masked_and_probs():
     ours = lft.Categorical(logits=logits, mask=mask)
     ref = D.Categorical(logits=logits.masked_fill(~mask, -math.inf))
     assert_same_grads(ours.log_prob(x), ref.log_prob(x), (logits,))
-    # entropy: masked classes contribute exactly 0 (and their gradient is 0)
-    ent = ours.entropy()
-    g, = torch.autograd.grad(ent.sum(), logits)
+    (g,) = torch.autograd.grad(ours.entropy().sum(), logits)
     assert (g[~mask] == 0).all()
+    def ref_entropy():
+        z = logits.masked_fill(~mask, -math.inf)
+        return -(torch.softmax(z, -1) * torch.where(mask, torch.log_softmax(z, -1),
+                                                    torch.zeros_like(z))).sum(-1)
+
+    assert_same_grads(ours.entropy(), ref_entropy(), (logits,))
+    assert_same_second(lft.Categorical(logits=logits, mask=mask).entropy(), ref_entropy(),
+                       (logits,))
     p = torch.softmax(logits.masked_fill(~mask, -math.inf), -1)
-    ref_ent = -(p * torch.where(mask, torch.log_softmax(
-        logits.masked_fill(~mask, -math.inf), -1), torch.zeros_like(p))).sum(-1)
-    assert_same_grads(ent, ref_ent, (logits,))
     torch.testing.assert_close(ours.probs, p, **TOL)
+    torch.testing.assert_close(ours.logits, ref.logits, **TOL)
     assert (ours.mode == torch.argmax(p, -1)).all()
-    # probs parametrisation: the gradient flows through log(probs)
-    probs = torch.softmax(f64(3, 4), -1).detach().requires_grad_()
+    # probs parametrisation: normalised, the gradient flows through the log
+    probs = torch.softmax(f64(3, 4), -1).detach().mul(3.0).requires_grad_()
     assert_same_grads(lft.Categorical(probs=probs).log_prob(x),
                       D.Categorical(probs=probs).log_prob(x), (probs,))
 
 
-def test_categorical_entropy():
+def test_categorical_entropy_and_attributes():
     logits = f64(2, 3, 5)
     assert_same_grads(lft.Categorical(logits=logits).entropy(),
                       D.Categorical(logits=logits).entropy(), (logits,))
-    assert torch.autograd.gradcheck(lambda z: lft.Categorical(logits=z).entropy(), (logits,))
+    assert_same_second(lft.Categorical(logits=logits).entropy(),
+                       D.Categorical(logits=logits).entropy(), (logits,))
+    ours, ref = lft.Categorical(logits=logits), D.Categorical(logits=logits)
+    assert isinstance(ours, D.Distribution)
+    assert ours.batch_shape == ref.batch_shape and ours.event_shape == ref.event_shape
+    assert ours.param_shape == ref.param_shape
+    assert torch.equal(ours.enumerate_support(), ref.enumerate_support())
+    assert torch.equal(ours.enumerate_support(False), ref.enumerate_support(False))
+    assert ours.support.upper_bound == 4 and ours.support.is_discrete
+    assert ours.has_enumerate_support and not ours.has_rsample
+    assert set(ours.arg_constraints) == set(ref.arg_constraints)
+    assert torch.isnan(ours.mean).all() and ours.mean.shape == ref.mean.shape
+    assert torch.isnan(ours.variance).all()
+    torch.testing.assert_close(ours.perplexity(), ref.perplexity(), **TOL)
+    e = ours.expand((4, 2, 3))
+    assert e.batch_shape == (4, 2, 3)
+    x = torch.randint(0, 5, (4, 2, 3))
+    torch.testing.assert_close(e.log_prob(x), ref.expand((4, 2, 3)).log_prob(x), **TOL)
+    # torch's casting: float actions holding integers are class indices
+    xf = x.double()
+    torch.testing.assert_close(e.log_prob(xf), e.log_prob(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="integer class indices"):
+        e.log_prob(xf + 0.5)
+    with pytest.raises(NotImplementedError):
+        ours.rsample()
+
+
+def test_kl_divergence_is_registered_with_closed_form_gradients():
+    loc_p, loc_q = f64(3), f64(3)
+    s_p, s_q = f64(3, scale=0.2, shift=1.0), f64(3, scale=0.2, shift=1.0)
+    kl = D.kl_divergence(lft.Normal(loc_p, s_p), lft.Normal(loc_q, s_q))
+    ref = D.kl_divergence(D.Normal(loc_p, s_p), D.Normal(loc_q, s_q))
+    assert_same_grads(kl, ref, (loc_p, loc_q, s_p, s_q))
+    ref = D.kl_divergence(D.Normal(loc_p, s_p), D.Normal(loc_q, s_q))
+    assert_same_second(D.kl_divergence(lft.Normal(loc_p, s_p), lft.Normal(loc_q, s_q)), ref,
+                       (loc_p, loc_q, s_p, s_q))
+    # mixed with torch's own classes
+    torch.testing.assert_close(D.kl_divergence(lft.Normal(loc_p, s_p), D.Normal(loc_q, s_q)),
+                               ref, **TOL)
+    torch.testing.assert_close(D.kl_divergence(D.Normal(loc_p, s_p), lft.Normal(loc_q, s_q)),
+                               ref, **TOL)
+    lp, lq = f64(2, 4), f64(2, 4)
+    kl = D.kl_divergence(lft.Categorical(logits=lp), lft.Categorical(logits=lq))
+    ref = D.kl_divergence(D.Categorical(logits=lp), D.Categorical(logits=lq))
+    assert_same_grads(kl, ref, (lp, lq))
+    ref = D.kl_divergence(D.Categorical(logits=lp), D.Categorical(logits=lq))
+    assert_same_second(D.kl_divergence(lft.Categorical(logits=lp), lft.Categorical(logits=lq)),
+                       ref, (lp, lq))
+    assert (D.kl_divergence(lft.Categorical(logits=lp), lft.Categorical(logits=lp)) == 0).all()
+    # tanh is invertible: KL of the squashed = KL of the Gaussians
+    torch.testing.assert_close(
+        D.kl_divergence(lft.TanhNormal(loc_p, s_p), lft.TanhNormal(loc_q, s_q)),
+        D.kl_divergence(D.Normal(loc_p, s_p), D.Normal(loc_q, s_q)), **TOL)
 
 
 # ============================================================================ TanhNormal
-def test_tanh_normal_log_prob():
+def test_tanh_normal():
     loc, log_scale = f64(6, 2), f64(2, scale=0.3)
     base = torch.randn(3, 6, 2, dtype=torch.float64) * 0.8
     x = torch.tanh(base)
-    ours = lft.TanhNormal(loc, log_scale, event_ndims=1).log_prob(x)
-    ref = D.TransformedDistribution(D.Normal(loc, log_scale.exp()),
-                                    [D.TanhTransform()]).log_prob(x).sum(-1)
-    assert_same_grads(ours, ref, (loc, log_scale))
-    assert torch.autograd.gradcheck(
-        lambda m, s: lft.TanhNormal(m, s, event_ndims=1).log_prob(x), (loc, log_scale))
-    d = lft.TanhNormal(loc, log_scale)
+
+    def ref(m, s):
+        return D.TransformedDistribution(D.Normal(m, s.exp()), [D.TanhTransform()]) \
+            .log_prob(x).sum(-1)
+
+    ours = lft.TanhNormal(loc, log_scale=log_scale, event_ndims=1).log_prob(x)
+    assert_same_grads(ours, ref(loc, log_scale), (loc, log_scale))
+    assert_same_second(lft.TanhNormal(loc, log_scale=log_scale, event_ndims=1).log_prob(x),
+                       ref(loc, log_scale), (loc, log_scale))
+    d = lft.TanhNormal(loc, log_scale.exp())
     torch.testing.assert_close(d.mode, torch.tanh(loc))
     a = d.sample((100,), seed=1)
     assert a.shape == (100, 6, 2) and (a.abs() < 1).all()
-    with pytest.raises(NotImplementedError, match="entropy"):
-        d.entropy().sum().backward()
+    assert isinstance(d.support, type(D.constraints.interval(-1.0, 1.0)))
+    with pytest.raises(NotImplementedError, match="entropy"):  # at the call, not later
+        d.entropy()
+    r = d.rsample((4,))
+    assert r.requires_grad and (r.abs() < 1).all()
+
+
+# ============================================================================ compile, func
+def _ppo_loss(make):
+    def loss(logits, mean, log_std, a, u, adv, old_lp):
+        cat = make[0](logits=logits)
+        gauss = make[1](mean, log_std.exp())
+        ratio = torch.exp(cat.log_prob(a) + gauss.log_prob(u).sum(-1) - old_lp)
+        clipped = torch.clamp(ratio, 0.8, 1.2)
+        return -(torch.min(ratio * adv, clipped * adv)).mean() \
+            - 0.01 * (cat.entropy() + gauss.entropy().sum(-1)).mean()
+
+    return loss
+
+
+def _ppo_inputs(B=16):
+    g = torch.Generator().manual_seed(2)
+    f = dict(dtype=torch.float64, generator=g)
+    return (torch.randn(B, 4, **f).requires_grad_(), torch.randn(B, 2, **f).requires_grad_(),
+            torch.zeros(2, dtype=torch.float64).requires_grad_(), torch.randint(0, 4, (B,)),
+            torch.randn(B, 2, **f), torch.randn(B, **f), torch.randn(B, **f) - 2.0)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor",
+                                                                marks=pytest.mark.slow)])
+def test_torch_compile_fullgraph_matches_eager(backend):
+    inputs = _ppo_inputs()
+    eager = _ppo_loss((lft.Categorical, lft.Normal))
+    ref = _ppo_loss((D.Categorical, D.Normal))
+    compiled = torch.compile(eager, fullgraph=True, backend=backend)
+    params = inputs[:3]
+    got = torch.autograd.grad(compiled(*inputs), params)
+    want = torch.autograd.grad(eager(*inputs), params)
+    for a, b, c in zip(got, want, torch.autograd.grad(ref(*inputs), params)):
+        torch.testing.assert_close(a, b, **TOL)
+        torch.testing.assert_close(a, c, **TOL)
+
+
+def test_torch_func_grad_vmap_jacrev():
+    func = torch.func
+    logits = torch.randn(5, 3, dtype=torch.float64)
+    a = torch.randint(0, 3, (5,))
+    loc, scale = torch.randn(5, dtype=torch.float64), torch.rand(5, dtype=torch.float64) + 0.5
+    x = torch.randn(5, dtype=torch.float64)
+    cases = [
+        (lambda z: lft.Categorical(logits=z).log_prob(a), lambda z: D.Categorical(logits=z)
+         .log_prob(a), logits),
+        (lambda z: lft.Normal(z, scale).log_prob(x), lambda z: D.Normal(z, scale).log_prob(x),
+         loc),
+        (lambda z: lft.Categorical(logits=z).entropy(),
+         lambda z: D.Categorical(logits=z).entropy(), logits),
+    ]
+    for ours, ref, arg in cases:
+        torch.testing.assert_close(func.grad(lambda z, f=ours: f(z).sum())(arg),
+                                   func.grad(lambda z, f=ref: f(z).sum())(arg), **TOL)
+        torch.testing.assert_close(func.jacrev(ours)(arg), func.jacrev(ref)(arg), **TOL)
+        torch.testing.assert_close(func.vmap(ours)(arg.unsqueeze(1)) if arg.dim() == 1 else
+                                   func.vmap(ours, in_dims=1, out_dims=1)(
+                                       arg.unsqueeze(1).expand(5, 2, 3)),
+                                   func.vmap(ref)(arg.unsqueeze(1)) if arg.dim() == 1 else
+                                   func.vmap(ref, in_dims=1, out_dims=1)(
+                                       arg.unsqueeze(1).expand(5, 2, 3)), **TOL)
+    # per-sample gradients: vmap(grad(...))
+    per = func.vmap(func.grad(lambda z, ai: lft.Categorical(logits=z).log_prob(ai)))(logits, a)
+    want = func.vmap(func.grad(lambda z, ai: D.Categorical(logits=z).log_prob(ai)))(logits, a)
+    torch.testing.assert_close(per, want, **TOL)
+    # second derivatives through torch.func: the Hessian by reverse over reverse
+    # (forward mode, jacfwd, has no closed-form rule here)
+    torch.testing.assert_close(
+        func.jacrev(func.jacrev(lambda z: lft.Categorical(logits=z).log_prob(a).sum()))(logits),
+        func.jacrev(func.jacrev(lambda z: D.Categorical(logits=z).log_prob(a).sum()))(logits),
+        **TOL)
+
+
+@pytest.mark.parametrize("op", ["log_prob", "log_prob_score", "sample", "sample_score",
+                                "entropy", "kl"])
+def test_operators_pass_opcheck(op):
+    loc = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    ls = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    logits = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    spec_n, spec_c = lft.Normal(loc, log_scale=ls)._spec, lft.Categorical(logits=logits)._spec
+    seed = torch.tensor(5)
+    args = {
+        "log_prob": [(spec_n, torch.randn(2, 3, 2, dtype=torch.float64), [loc, ls], None),
+                     (spec_c, torch.tensor([0, 3, 1]), [logits], None)],
+        "log_prob_score": [(spec_n, torch.randn(3, 2, dtype=torch.float64), [loc, ls], None),
+                           (spec_c, torch.tensor([[0, 3, 1]]), [logits],
+                            torch.ones(4, dtype=torch.bool))],
+        "sample": [(spec_c, [logits], None, [2], seed)],
+        "sample_score": [(spec_n, [loc, ls], None, [2], seed), (spec_c, [logits], None, [], seed)],
+        "entropy": [(spec_n, [loc, ls], None), (spec_c, [logits], None)],
+        "kl": [(spec_n, [loc, ls], [loc.detach() + 1, ls.detach()], None, None),
+               (spec_c, [logits], [logits.detach().flip(-1)], None, None)],
+    }[op]
+    for a in args:
+        result = torch.library.opcheck(getattr(torch.ops.lograd_fast, op).default, a)
+        assert set(result.values()) == {"SUCCESS"}, result
+
+
+def test_no_closed_form_second_derivative_is_a_clear_error():
+    conc, rate = f64(3, scale=0.1), f64(3, scale=0.1)
+    x = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    lp = lft.log_prob(lf.Gamma, x, log_concentration=conc, log_rate=rate)
+    ref = D.Gamma(conc.exp(), rate.exp()).log_prob(x)
+    assert_same_grads(lp, ref, (conc, rate))  # first derivatives: closed-form scores
+    lp = lft.log_prob(lf.Gamma, x, log_concentration=conc, log_rate=rate)
+    (g,) = torch.autograd.grad(lp.sum(), conc, create_graph=True)
+    with pytest.raises(NotImplementedError, match="second derivative of log_prob of "
+                                                  "lograd_fast.Gamma"):
+        torch.autograd.grad(g.sum(), conc)
 
 
 # ============================================================================ a policy
@@ -138,8 +406,7 @@ def test_policy_network_loss_backpropagates_like_torch_distributions():
 
     def loss(dist_cls):
         net.zero_grad()
-        logits = net(obs)
-        dist = dist_cls(logits=logits)
+        dist = dist_cls(logits=net(obs))
         actions = torch.arange(32) % 3
         value = -(adv * dist.log_prob(actions)).mean() - 0.01 * dist.entropy().mean()
         value.backward()
@@ -151,26 +418,9 @@ def test_policy_network_loss_backpropagates_like_torch_distributions():
     for a, b in zip(g_ours, g_ref):
         torch.testing.assert_close(a, b, **TOL)
 
-    # a Gaussian policy with a state-independent log_std, as in PPO
-    head = torch.nn.Linear(4, 2).double()
-    log_std = torch.nn.Parameter(torch.full((2,), -0.5, dtype=torch.float64))
-    actions = torch.randn(32, 2, dtype=torch.float64)
-
-    def gauss(make):
-        head.zero_grad()
-        log_std.grad = None
-        lp = make(head(obs), log_std).log_prob(actions)
-        (-(adv * lp).mean()).backward()
-        return [p.grad.clone() for p in (*head.parameters(), log_std)]
-
-    g1 = gauss(lambda m, s: lft.Normal(m, s, event_ndims=1))
-    g2 = gauss(lambda m, s: D.Independent(D.Normal(m, s.exp()), 1))
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b, **TOL)
-
 
 # ============================================================================ sampling
-def test_sample_shapes_seeds_and_frequencies():
+def test_sample_shapes_seeds_frequencies_and_the_drawn_log_prob():
     logits = torch.tensor([[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]], dtype=torch.float64)
     d = lft.Categorical(logits=logits)
     assert d.sample().shape == (2,) and d.sample().dtype == torch.int64
@@ -180,66 +430,73 @@ def test_sample_shapes_seeds_and_frequencies():
     torch.manual_seed(7)
     assert torch.equal(a, d.sample((10,)))  # torch.manual_seed makes it reproducible
     assert torch.equal(d.sample((10,), seed=3), d.sample((10,), seed=3))
+    assert torch.equal(d.sample((10,), seed=3), torch.from_numpy(
+        lf.Categorical(logits.numpy()).sample(10, seed=3)))  # the core's draws
     n = 20000
     x = d.sample((n,), seed=11)
     freq = torch.stack([(x == k).double().mean(0) for k in range(3)], -1)
     p = torch.softmax(logits, -1)
     se = torch.sqrt(p * (1 - p) / n)
     assert ((freq - p).abs() < 5 * se).all()
+    # the log-prob of the action just drawn comes from the fused pass; a changed x or
+    # changed parameters are recomputed
+    a = d.sample()
+    torch.testing.assert_close(d.log_prob(a), D.Categorical(logits=logits).log_prob(a), **TOL)
+    a = d.sample()
+    a[0] = (a[0] + 1) % 3  # in place: the version moves
+    torch.testing.assert_close(d.log_prob(a), D.Categorical(logits=logits).log_prob(a), **TOL)
     # the fused pass gives the same samples and log-probs, and backpropagates
     z = logits.clone().requires_grad_()
     dz = lft.Categorical(logits=z)
     x2, lp2 = dz.sample_and_log_prob((3,), seed=5)
     assert torch.equal(x2, dz.sample((3,), seed=5))
     assert_same_grads(lp2, D.Categorical(logits=z).log_prob(x2), (z,))
-    xn, lpn = lft.Normal(torch.zeros(2, dtype=torch.float64), f64(2)).sample_and_log_prob()
+    xn, lpn = lft.Normal(torch.zeros(2, dtype=torch.float64), f64(2).exp()).sample_and_log_prob()
     assert xn.shape == (2,) and lpn.shape == (2,) and lpn.requires_grad
 
 
-def test_float32_stays_float32_and_outputs_share_memory():
+def test_float32_and_casting():
     loc = torch.zeros(3, requires_grad=True)
-    d = lft.Normal(loc, torch.zeros(3))
+    d = lft.Normal(loc, torch.ones(3))
     x = d.sample((2,))
     lp = d.log_prob(x)
     assert x.dtype == lp.dtype == torch.float32
     lp.sum().backward()
     assert loc.grad.dtype == torch.float32
-    # the sample tensor wraps lograd_fast's output array
-    arr = d._lf.sample(2, seed=1)
-    assert torch.from_numpy(arr).data_ptr() == arr.ctypes.data
+    # torch's promotion: a float64 value with float32 parameters computes in float64
+    x64 = x.double()
+    assert d.log_prob(x64).dtype == torch.float64
+    torch.testing.assert_close(d.log_prob(x64), D.Normal(loc, torch.ones(3)).log_prob(x64))
+    assert d.log_prob(torch.zeros(3, dtype=torch.int64)).dtype == torch.float32
 
 
-def test_functional_log_prob():
+def test_functional_log_prob_and_bad_input():
     loc, log_scale = f64(3), f64(3)
     x = torch.randn(4, 3, dtype=torch.float64)
     assert_same_grads(lft.log_prob(lf.Normal, x, loc=loc, log_scale=log_scale),
                       D.Normal(loc, log_scale.exp()).log_prob(x), (loc, log_scale))
     with pytest.raises(TypeError, match="log_scale"):
         lft.log_prob(lf.Normal, x, loc=loc)
-
-
-def test_bad_input():
-    loc = torch.zeros(3, dtype=torch.float64)
-    with pytest.raises(TypeError, match="log_scale has dtype torch.float32"):
-        lft.Normal(loc, torch.zeros(3, dtype=torch.float32))
-    with pytest.raises(ValueError, match="log_scale is on meta"):
-        lft.Normal(loc, torch.zeros(3, dtype=torch.float64, device="meta"))
+    z = torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="scale has dtype torch.float32"):
+        lft.Normal(z, torch.ones(3, dtype=torch.float32))
+    with pytest.raises(ValueError, match="scale is on meta"):
+        lft.Normal(z, torch.ones(3, dtype=torch.float64, device="meta"))
     with pytest.raises(TypeError, match="logits must be a float32 or float64"):
         lft.Categorical(logits=torch.zeros(3, dtype=torch.int64))
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ValueError, match="Either `probs` or `logits`"):
         lft.Categorical()
-    d = lft.Normal(loc, loc)
-    with pytest.raises(TypeError, match="value requires grad"):
-        d.log_prob(torch.zeros(3, dtype=torch.float64, requires_grad=True))
+    d = lft.Normal(z, 1.0)
     with pytest.raises(ValueError, match="value has shape"):
         d.log_prob(torch.zeros(4, dtype=torch.float64))
-    with pytest.raises(TypeError, match="value has dtype torch.float32"):
-        d.log_prob(torch.zeros(3, dtype=torch.float32))
     with pytest.raises(TypeError, match="integer class indices"):
-        lft.Categorical(logits=loc).log_prob(torch.zeros((), dtype=torch.float64))
+        lft.Categorical(logits=z).log_prob(torch.zeros((), dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must be a bool"):
         lft.Categorical(logits=torch.zeros(3), mask=torch.ones(3))
     with pytest.raises(ValueError, match="sample_shape"):
         d.sample((0,))
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        lft.Categorical(logits=torch.tensor([0.0, float("nan")])).sample()
     # numbers next to tensors follow the tensors' dtype
-    assert lft.Normal(loc, 0.0).log_prob(loc).dtype == torch.float64
+    assert lft.Normal(z, 1.0).log_prob(z).dtype == torch.float64
+    assert np.isfinite(lft.Normal(z, 1.0).log_prob(z).numpy()).all()

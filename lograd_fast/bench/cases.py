@@ -26,6 +26,7 @@ from .competitors import (
 )
 from .compile_time import case_compile
 from .report import plain_table
+from .rl import RL_CASES
 from .timing import BASELINE, LOGRAD, Context, Row, best_times
 
 
@@ -317,6 +318,7 @@ CASES: dict[str, Callable[[Context], Row]] = {
     "compile": case_compile,
     "float32": case_float32,
 }
+CASES.update(RL_CASES)  # the torch adapter inside RL calls, and PPO (bench/rl.py)
 CASE_IDS = tuple(CASES)
 
 

@@ -72,7 +72,8 @@ def _numpy_moments(d: Distribution, f, key: tuple, stop: int, coord, P: int, shi
     for lo in range(0, stop, per):
         m = min(per, stop - lo)
         key_lo = key[:3] + (np.int64(lo * d._B),)
-        x, _, s = d.family.numpy_ops.sample_score(d._record, key_lo, m * d._B, d._B, d.dtype)
+        x, _, s = d.family.numpy_ops.sample_score(d._host_record(m), key_lo, m * d._B, d._B,
+                                                  d.dtype)
         rho = np.empty(m)
         _apply_rows(f, np.ascontiguousarray(x).reshape(m, -1), rho)
         rho -= shift
@@ -127,12 +128,13 @@ def _streaming(d: Distribution, f, n: int, key: tuple, baseline: Any, K: int,
         # pilot: the mean of f over the first draws, used as the shift c
         pilot = np.zeros((1, 1, M, P))
         pilot_r = np.zeros((1, 1, _ek.N_REWARD_MOMENTS))
-        run(d._record, key, d._B, reward, bufs, 0.0, pilot, pilot_r, pilot_n)
+        rec = d._host_record(n)  # the record for n draws per element (Categorical: tables)
+        run(rec, key, d._B, reward, bufs, 0.0, pilot, pilot_r, pilot_n)
         check()
         shift = _shift_of(pilot_r)
         acc = np.zeros((W, K, M, P))
         racc = np.zeros((W, K, _ek.N_REWARD_MOMENTS))
-        _run_windows(lambda done, todo: run(d._record, key, d._B, reward, bufs, shift, acc,
+        _run_windows(lambda done, todo: run(rec, key, d._B, reward, bufs, shift, acc,
                                             racc, n, done, todo),
                      n, W, d._B, check, Progress(progress, name, n))
         acc, racc = acc.sum(axis=0), racc.sum(axis=0)  # lanes in order: thread-independent
@@ -179,8 +181,10 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
     x, n = d._check_x(x)
     if n is None:
         raise ValueError("x must have a leading sample axis: shape (n, *batch_shape, *event_shape)")
-    if n < 2:
-        raise ValueError(f"need at least 2 samples to estimate a variance, got n={n}")
+    if n < 2 and baseline in ("loo", "mean", "optimal"):
+        raise ValueError(f"baseline={baseline!r} needs at least 2 draws (it is estimated "
+                         f"from the other draws), got n={n}: use baseline=None, a float or "
+                         "lf.EMA for a single draw")
     r, per_draw = _broadcast_rewards(d, rewards, n)
     extra: dict = {}
     if baseline is None:
@@ -227,7 +231,9 @@ def _from_rewards(d: Distribution, rewards: Any, x: Any, baseline: Any, K: int,
         with np.errstate(over="ignore", invalid="ignore"):
             check_terms_finite(t.mean(axis=0), t.var(axis=0), baseline, "a reward")
         grad[name] = np.asarray(t.mean(axis=0), d.dtype)
-        var[name] = np.asarray(t.var(axis=0, ddof=1), d.dtype)
+        # one draw: the gradient, but no variance to estimate (NaN, documented)
+        var[name] = np.asarray(t.var(axis=0, ddof=1), d.dtype) if n > 1 else \
+            np.full(t.shape[1:], np.nan, d.dtype)
         stderr[name] = np.sqrt(var[name] / n).astype(d.dtype)
         if return_terms:
             terms[name] = t.astype(d.dtype)
@@ -255,7 +261,9 @@ def score_function(dist: Distribution, f: Any = None, n: int | None = None, seed
         returning a float.  Requires ``n``.  Computed streaming, O(lanes x params)
         memory.
     n : int
-        Number of draws (``>= 2``).
+        Number of draws (``>= 2`` with ``f``).  From ``rewards``/``x`` a single draw
+        (``n = 1``, one trajectory) gives the gradient with ``var`` and ``stderr`` NaN;
+        the baselines ``"loo"``, ``"mean"`` and ``"optimal"`` need two draws or more.
     seed, stream : int
         Philox stream (the draws are those of ``dist.sample(n, seed, stream=stream)``).
     baseline : None, float, "mean", "loo", "optimal" or EMA

@@ -23,11 +23,12 @@ like ``logits``, ``(n, ..., sum K)``; :meth:`MultiCategorical.split` cuts any su
 array into the per-sub-action views.  Entropy and ``KL(p||q)`` are the sums of the
 sub-actions' categorical entropies / KLs.
 
-The per-sub-action tables (log-probabilities, probabilities, CDF) are those of
-:mod:`.categorical`, computed by its ``_prepare`` on the sub-actions padded to
+The per-sub-action tables (log-probabilities, probabilities, cumulative weights) are
+those of :mod:`.categorical`, built by its ``tables`` on the sub-actions padded to
 ``K_max`` with masked classes; sampling (one Philox block per sub-action, in order:
-sub-action ``j`` uses block ``j``), the entropy and the KL reuse its jitable
-helpers on those tables.
+sub-action ``j`` uses block ``j``) draws from them exactly as Categorical does, and the
+entropy and the KL are Categorical's row maths on each sub-action's segment of the
+flat logits.
 """
 
 from __future__ import annotations
@@ -41,13 +42,8 @@ import numpy as np
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import philox_block, u01_f64
 from ..distribution import Distribution, Family, as_float_param, common_dtype
 from . import categorical as _cat
-
-_cat_search = _cat._search
-_cat_entropy1 = _cat.scalar.entropy1
-_cat_kl1 = _cat.scalar.kl1
 
 
 class MultiCategoricalParams(NamedTuple):
@@ -57,7 +53,8 @@ class MultiCategoricalParams(NamedTuple):
     # Categorical tables of the padded sub-actions, row b * m + j, K_max columns:
     log_probs: np.ndarray  # (B * m, K_max) float64, -inf where masked or padding
     probs: np.ndarray  # (B * m, K_max) float64, exactly 0 where masked or padding
-    cdf: np.ndarray  # (B * m, K_max) float64, exactly 1 from the last allowed class on
+    cdf: np.ndarray  # (B * m, K_max) float64, cumulative weights, +inf from the last on
+    total: np.ndarray  # (B * m,) float64, the rows' total weights
 
 
 class MultiCategoricalScores(NamedTuple):
@@ -68,8 +65,7 @@ class MultiCategoricalScores(NamedTuple):
 @jitable
 def _draw(p, row, st, j):
     """Sub-action ``j`` (table row ``row``) from the atom's Philox block ``j``."""
-    w = philox_block(st, j)
-    return _cat_search(p.cdf, row, u01_f64(w[0], w[1]))
+    return _cat._draw_table(p.cdf, p.total, row, _cat._uniform(st, j))
 
 
 @jitable
@@ -125,7 +121,7 @@ class scalar:
         m = p.offsets.shape[0] - 1
         acc = 0.0
         for j in range(m):
-            acc += _cat_entropy1(p, b * m + j)
+            acc += _cat._entropy_row(p.logits, p.mask, b, p.offsets[j], p.offsets[j + 1])
         return acc
 
     @staticmethod
@@ -134,7 +130,8 @@ class scalar:
         m = p.offsets.shape[0] - 1
         acc = 0.0
         for j in range(m):
-            acc += _cat_kl1(p, q, b * m + j)
+            acc += _cat._kl_row(p.logits, p.mask, q.logits, q.mask, b, p.offsets[j],
+                                p.offsets[j + 1])
         return acc
 
 
@@ -150,8 +147,7 @@ class vectorised:
         x = np.empty((n_atoms, m), np.int64)
         for j in range(m):
             u, _ = npb.uniform(np.float64, st, j)
-            # smallest k with u < cdf[row, k]  ==  number of k with cdf[row, k] <= u
-            x[:, j] = (p.cdf[b * m + j] <= u[:, None]).sum(axis=1)
+            x[:, j] = _cat.vectorised.draw(p.cdf, p.total, b * m + j, u)
         return b, x
 
     @staticmethod
@@ -168,7 +164,7 @@ class vectorised:
         s = np.empty((x.shape[0], int(p.offsets[-1])))
         for j in range(m):
             lo, hi = int(p.offsets[j]), int(p.offsets[j + 1])
-            s[:, lo:hi] = _cat.vectorised._score(p, b * m + j, x[:, j])[:, :hi - lo]
+            s[:, lo:hi] = _cat.vectorised._score(p.probs, b * m + j, x[:, j])[:, :hi - lo]
         return {"logits": s}
 
     @staticmethod
@@ -199,11 +195,19 @@ class vectorised:
 
     @staticmethod
     def entropy(p):
-        return vectorised._sum_sub_actions(p, _cat.vectorised.entropy(p))
+        return vectorised._sum_sub_actions(
+            p, _cat.vectorised.entropy_rows(p.log_probs, p.probs))
 
     @staticmethod
     def kl(p, q):
-        return vectorised._sum_sub_actions(p, _cat.vectorised.kl(p, q))
+        o = p.offsets
+        acc = np.zeros(p.logits.shape[0])
+        for j in range(o.shape[0] - 1):
+            seg = slice(int(o[j]), int(o[j + 1]))
+            acc += _cat.vectorised.kl_rows(
+                np.ascontiguousarray(p.logits[:, seg]), np.ascontiguousarray(p.mask[:, seg]),
+                np.ascontiguousarray(q.logits[:, seg]), np.ascontiguousarray(q.mask[:, seg]))
+        return acc
 
 
 # --------------------------------------------------------------------------- family
@@ -223,10 +227,11 @@ def _prepare(flat: dict, nvec: tuple) -> dict:
         raise ValueError(f"mask/logits allow no class of sub-action {j} in batch row {row} "
                          "(flat index): every sub-action needs at least one unmasked, "
                          "finite logit")
-    tables = _cat._prepare({"logits": padded.reshape(B * m, k_max),
-                            "mask": padded_mask.reshape(B * m, k_max)})
+    padded, padded_mask = padded.reshape(B * m, k_max), padded_mask.reshape(B * m, k_max)
+    _cat.check_rows(padded, padded_mask)
+    tables = _cat.tables(padded, padded_mask)
     return {"offsets": offsets, "log_probs": tables["log_probs"], "probs": tables["probs"],
-            "cdf": tables["cdf"]}
+            "cdf": tables["cdf"], "total": tables["total"]}
 
 
 def _prepare_without_nvec(flat: dict) -> dict:

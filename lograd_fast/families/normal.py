@@ -32,13 +32,14 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import std_normal
-from ..distribution import Distribution, Family
+from ..distribution import Distribution, Family, check_finite
 
 HALF_LOG_2PI = 0.9189385332046727
 
@@ -177,17 +178,53 @@ class vectorised:
                    q.log_scale.astype(f), q.inv_scale)
 
 
-def prepare_scale(flat: dict) -> dict:
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scale_fields(loc, log_scale, scale, inv_scale, z_tail, limit):
+    """``scale = exp(log_scale)``, ``inv_scale = exp(-log_scale)`` in one compiled pass
+    (numpy's ufuncs and error states cost ~10 us on an RL step's 6 actions); returns
+    ``(code, index)``: 1 for a NaN/inf ``loc``, 2 for a NaN/inf ``log_scale``, 3 where
+    the exponentials over- or underflow, 4 where the draws' extent
+    ``|loc| + z_tail * scale`` exceeds ``limit``, 0 if every element is fine."""
+    for i in range(log_scale.shape[0]):
+        mu = np.float64(loc[i])
+        ls = np.float64(log_scale[i])
+        if not (mu > -np.inf and mu < np.inf):
+            return 1, i
+        if not (ls > -np.inf and ls < np.inf):
+            return 2, i
+        sc = math.exp(ls)
+        inv = math.exp(-ls)
+        if not (sc > 0.0 and sc < np.inf and inv > 0.0 and inv < np.inf):
+            return 3, i
+        if not (abs(mu) + z_tail * sc <= limit):
+            return 4, i
+        scale[i] = sc
+        inv_scale[i] = inv
+    return 0, -1
+
+
+def prepare_scale(flat: dict, extent_limit: float = np.inf) -> dict:
     """``scale`` and ``inv_scale`` (float64) from ``log_scale``, for every location-scale
-    family; a ValueError where ``exp(log_scale)`` over- or underflows."""
-    log_scale = flat["log_scale"].astype(np.float64)
-    with np.errstate(over="ignore"):
-        scale = np.exp(log_scale)
-        inv_scale = np.exp(-log_scale)
-    bad = ~((scale > 0) & np.isfinite(scale) & (inv_scale > 0) & np.isfinite(inv_scale))
-    if bad.any():
+    family; a ValueError naming the argument for a NaN/inf ``loc`` or ``log_scale``,
+    where ``exp(log_scale)`` over- or underflows, or (``extent_limit``) where the
+    Normal's draws ``loc + scale z`` would leave the dtype (:func:`check_draws_fit`)."""
+    loc, log_scale = flat["loc"], flat["log_scale"]
+    scale, inv_scale = np.empty(log_scale.shape), np.empty(log_scale.shape)
+    code, i = _scale_fields(loc.reshape(-1), log_scale.reshape(-1), scale.reshape(-1),
+                            inv_scale.reshape(-1), Z_TAIL, extent_limit)
+    if code == 1:
+        check_finite(loc, "loc")
+    if code == 2:
+        check_finite(log_scale, "log_scale")
+    if code == 3:
         raise ValueError("log_scale out of range: exp(log_scale) over- or underflows "
-                         f"(e.g. {log_scale[bad].ravel()[0]})")
+                         f"(e.g. {log_scale.reshape(-1)[i]})")
+    if code == 4:  # the message of every family's range check, from numpy's arrays
+        with np.errstate(over="ignore"):
+            extent = np.abs(loc.astype(np.float64)) + Z_TAIL * np.exp(
+                log_scale.astype(np.float64))
+        check_draws_fit(extent, extent_limit, "loc/log_scale",
+                        f"draws loc + scale z would overflow {loc.dtype.name}")
     return {"scale": scale, "inv_scale": inv_scale}
 
 
@@ -213,13 +250,8 @@ def check_draws_fit(extent: np.ndarray, limit: float, names: str, what: str) -> 
 
 
 def _prepare(flat: dict) -> dict:
-    derived = prepare_scale(flat)
-    dtype = flat["loc"].dtype
-    with np.errstate(over="ignore"):
-        extent = np.abs(flat["loc"].astype(np.float64)) + Z_TAIL * derived["scale"]
-    check_draws_fit(extent, float(np.finfo(dtype).max), "loc/log_scale",
-                    f"draws loc + scale z would overflow {dtype.name}")
-    return derived
+    # the draw-range check rides in prepare_scale's compiled pass
+    return prepare_scale(flat, float(np.finfo(flat["loc"].dtype).max))
 
 
 FAMILY = Family(
@@ -230,6 +262,7 @@ FAMILY = Family(
     param_event_ndims=(0, 0),
     prepare=_prepare,
     numpy_ops=vectorised,
+    prepare_checks_finite=True,
     reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )
 register(NormalParams, scalar)

@@ -399,6 +399,7 @@ FAMILY = Family(
     param_event_ndims=(0, 0),
     prepare=prepare_scale,
     numpy_ops=vectorised,
+    prepare_checks_finite=True,  # prepare_scale checks loc and log_scale
     reflect_odd=("loc",),  # the score of loc flips sign under reflect1; the others' do not
 )
 register(TanhNormalParams, scalar)

@@ -95,7 +95,7 @@ def atom_params(dist, b: int) -> dict:
     rec = dist._record
     out = {name: np.asarray(getattr(rec, name)[b], dtype=np.float64)
            for name in dist.family.param_names}
-    if "mask" in rec._fields:
+    if "mask" in rec._fields and rec.mask.size:  # (0, 0): no mask given
         out["mask"] = np.asarray(rec.mask[b])
     return out
 

@@ -1,5 +1,5 @@
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 import lograd_fast as lf
 
@@ -17,13 +17,14 @@ class _Discrete:
         allowed = np.isfinite(logits) if mask is None else (mask & np.isfinite(logits))
         z = np.where(allowed, logits, -np.inf)
         z = z - z[allowed].max()
+        self.z = z
         w = np.exp(z)
         self.p = w / w.sum()
         self.dist = stats.rv_discrete(values=(np.arange(len(logits)), self.p))
 
     def logpmf(self, x):
-        with np.errstate(divide="ignore"):
-            return np.log(self.p[np.asarray(x, dtype=int)])
+        # in log space: an allowed class whose probability underflows keeps its value
+        return (self.z - special.logsumexp(self.z))[np.asarray(x, dtype=int)]
 
     def pmf(self, k):
         return self.p[np.asarray(k, dtype=int)]
@@ -45,4 +46,10 @@ CASES = [
                kwargs={"mask": np.array([[True, False, True, True], [False, True, True, True]])},
                scipy=_scipy, kind="discrete",
                kl_to={"logits": np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 2.0, 3.0]])}),
+    # allowed classes whose probability underflows to 0 (not masked: finite log_prob,
+    # a defined score), and a -inf logit (masked)
+    FamilyCase("categorical-underflow", lf.Categorical,
+               {"logits": np.array([[0.0, -800.0, 1.0, -np.inf], [-745.5, 2.0, 0.5, 0.0]])},
+               scipy=_scipy, kind="discrete",
+               kl_to={"logits": np.array([[-800.0, 0.0, 1.0, 0.5], [0.0, 1.0, 2.0, 3.0]])}),
 ]

@@ -1,0 +1,278 @@
+"""The RL benchmark: ``lograd_fast.torch`` against ``torch.distributions`` inside the
+calls RL code makes, and a PPO run with each.
+
+Per call (CPU time, one torch and one Numba thread, round-robin in one process, the
+minimum of the repeats):
+
+* **rollout** (``torch.no_grad``): build the policy's distribution from the network
+  outputs, ``sample()``, ``log_prob(action)`` -- one environment step of ``B`` envs;
+* **update** (forward and backward): build it from outputs that require grad,
+  ``log_prob`` of stored actions and ``entropy``, the PPO-style loss
+  ``-(adv * log_prob).mean() - 0.01 * entropy.mean()`` and its gradient.
+
+``Categorical`` has ``K = 6`` classes (logits ``(B, 6)``); ``Normal`` has ``A = 6``
+action dims (``Normal(mean, std)``, ``log_prob(a).sum(-1)``: the same code for both
+libraries, the drop-in way), float32 as network outputs are.  Batch sizes
+``B`` in :data:`BATCHES`.  The target of issue 13: lograd_fast's time <= 0.8x torch's
+at every ``B``, rollout and update, both families.
+
+The PPO row runs ``examples/ppo.py`` (when the source tree is at hand) with each
+library and reports steps per CPU second of the whole run.
+
+Used by ``lograd-fast bench`` (the cases :data:`RL_CASES`), ``benchmarks/rl_latency.py``
+(the generated table of docs/rl.md and the README), ``benchmarks/bench_rl.py``
+(pytest-benchmark) and ``benchmarks/asv_rl.py`` (asv).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .timing import Context, Row, best_times
+
+BATCHES = (1, 4, 64, 128, 1024)
+K = 6  # classes of the Categorical policy
+A = 6  # action dims of the Normal policy
+TARGET = 0.8  # lograd_fast's time / torch's, at most
+OURS, THEIRS = "lograd_fast.torch", "torch.distributions"
+PPO_STEPS = 16384  # environment steps of the benchmark's PPO runs
+
+
+def _libraries():
+    import torch
+
+    import lograd_fast.torch as lft
+
+    return torch, {OURS: lft, THEIRS: torch.distributions}
+
+
+def make_call(lib, family: str, phase: str, B: int, seed: int = 0) -> Callable[[], object]:
+    """One RL call of ``family`` ("Categorical" or "Normal") in ``phase`` ("rollout" or
+    "update") with ``B`` environments, written once for both libraries (``lib`` is
+    ``torch.distributions`` or ``lograd_fast.torch``)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    adv = torch.randn(B, generator=g)
+    if family == "Categorical":
+        logits = torch.randn(B, K, generator=g)
+        actions = torch.randint(0, K, (B,), generator=g)
+        if phase == "rollout":
+            def call():
+                with torch.no_grad():
+                    d = lib.Categorical(logits=logits)
+                    a = d.sample()
+                    return a, d.log_prob(a)
+            return call
+        logits.requires_grad_()
+
+        def call():
+            d = lib.Categorical(logits=logits)
+            loss = -(adv * d.log_prob(actions)).mean() - 0.01 * d.entropy().mean()
+            return torch.autograd.grad(loss, logits)
+        return call
+    mean = torch.randn(B, A, generator=g)
+    log_std = torch.full((A,), -0.5)
+    actions = torch.randn(B, A, generator=g)
+    if phase == "rollout":
+        std = log_std.exp().expand(B, A)
+
+        def call():
+            with torch.no_grad():
+                d = lib.Normal(mean, std)
+                a = d.sample()
+                return a, d.log_prob(a).sum(-1)
+        return call
+    mean.requires_grad_()
+    log_std.requires_grad_()
+
+    def call():
+        d = lib.Normal(mean, log_std.exp().expand(B, A))
+        loss = -(adv * d.log_prob(actions).sum(-1)).mean() - 0.01 * d.entropy().sum(-1).mean()
+        return torch.autograd.grad(loss, (mean, log_std))
+    return call
+
+
+def cpu_times(calls: dict[str, Callable], repeats: int, n: int) -> dict[str, float]:
+    """CPU seconds per call of each contender: round-robin rounds of ``n`` calls each,
+    after one warm-up call; the minimum over ``repeats`` rounds."""
+    return best_times(calls, repeats, budget_s=math.inf, calls=n, timer=time.process_time)
+
+
+class _OneThread:
+    """One torch intra-op thread and one Numba thread (as RL actors run), restored."""
+
+    def __enter__(self):
+        import numba
+        import torch
+
+        self.torch, self.numba = torch.get_num_threads(), numba.get_num_threads()
+        torch.set_num_threads(1)
+        numba.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import numba
+        import torch
+
+        torch.set_num_threads(self.torch)
+        numba.set_num_threads(self.numba)
+
+
+def measure_calls(family: str, phase: str, batches=BATCHES, repeats: int = 7,
+                  budget_s: float = 0.05) -> dict[int, dict[str, float]]:
+    """``{B: {library: CPU seconds per call}}`` for one family and phase."""
+    _, libs = _libraries()
+    out = {}
+    with _OneThread():
+        for B in batches:
+            calls = {name: make_call(lib, family, phase, B) for name, lib in libs.items()}
+            # calls per round: about budget_s of CPU each (at least 5)
+            t0 = time.process_time()
+            calls[THEIRS]()
+            n = max(5, int(budget_s / max(time.process_time() - t0, 1e-6)))
+            out[B] = cpu_times(calls, repeats, min(n, 2000))
+    return out
+
+
+def ppo_example() -> Path | None:
+    """``examples/ppo.py`` of the source tree, if this is one."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "ppo.py"
+    return path if path.is_file() else None
+
+
+def run_ppo(env: str, dist: str, steps: int = PPO_STEPS, seed: int = 0) -> dict:
+    """One PPO run of the example in a fresh process (one thread); its RESULT dict."""
+    script = ppo_example()
+    if script is None:
+        raise FileNotFoundError("examples/ppo.py (the source tree) is needed for the PPO run")
+    env_vars = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                    OMP_WAIT_POLICY="PASSIVE")
+    proc = subprocess.run([sys.executable, str(script), "--env", env, "--dist", dist,
+                           "--total-steps", str(steps), "--seed", str(seed), "--quiet"],
+                          capture_output=True, text=True, env=env_vars, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script} failed:\n{proc.stderr[-3000:]}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def measure_ppo(steps: int = PPO_STEPS, repeats: int = 1) -> dict[str, dict[str, dict]]:
+    """``{env: {dist: best RESULT}}`` (the run with the least CPU of ``repeats``,
+    the two libraries alternating)."""
+    out: dict = {}
+    for env in ("CartPole-v1", "Pendulum-v1"):
+        out[env] = {}
+        for _ in range(repeats):
+            for dist in ("torch", "lograd_fast"):
+                r = run_ppo(env, dist, steps)
+                best = out[env].get(dist)
+                if best is None or r["cpu_s"] < best["cpu_s"]:
+                    out[env][dist] = r
+    return out
+
+
+# ----------------------------------------------------------------------------- tables
+def calls_table(results: dict) -> str:
+    """Markdown: ``results[(family, phase)][B][library]`` in microseconds, with ratios."""
+    head = "| family | phase | " + " | ".join(f"B = {B}" for B in BATCHES) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(BATCHES)]
+    for (family, phase), per_b in results.items():
+        cells = []
+        for B in BATCHES:
+            t = per_b.get(B)
+            if t is None:
+                cells.append("")
+                continue
+            ratio = t[OURS] / t[THEIRS]
+            mark = "" if ratio <= TARGET else " ✗"
+            cells.append(f"{t[OURS] * 1e6:.0f} / {t[THEIRS] * 1e6:.0f} µs = "
+                         f"**{ratio:.2f}×**{mark}")
+        lines.append(f"| {family} | {phase} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ppo_table(results: dict) -> str:
+    lines = ["| env | library | steps | CPU s | steps / CPU s | CPU s in rollout dist calls "
+             "| CPU s in updates | final return (last 20 episodes) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for env, per_dist in results.items():
+        for dist in ("torch", "lograd_fast"):
+            r = per_dist.get(dist)
+            if r is None:
+                continue
+            name = THEIRS if dist == "torch" else OURS
+            lines.append(f"| {env} | {name} | {r['steps']} | {r['cpu_s']:.2f} | "
+                         f"{r['steps_per_cpu_s']:.0f} | {r['cpu_rollout_dist_s']:.2f} | "
+                         f"{r['cpu_update_s']:.2f} | {r['final_return']:.1f} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- bench cases
+def _calls_case(family: str, phase: str) -> Callable[[Context], Row]:
+    def case(ctx: Context) -> Row:
+        if ctx.torch is None:
+            return _skipped(f"rl-{family.lower()}-{phase}", f"torch adapter, {family} {phase}",
+                            "needs torch (not installed, or --no-optional)")
+        batches = (4, 128) if ctx.quick else BATCHES
+        per_b = measure_calls(family, phase, batches, repeats=max(ctx.repeats, 3),
+                              budget_s=0.01 if ctx.quick else 0.05)
+        ratios = {B: t[OURS] / t[THEIRS] for B, t in per_b.items()}
+        head = 128 if 128 in per_b else batches[-1]
+        note = ("lograd_fast / torch CPU time per call at B = " + ", ".join(
+            f"{B}: {r:.2f}×" for B, r in ratios.items()) + f"; one thread; K = A = {K}")
+        return Row(f"rl-{family.lower()}-{phase}",
+                   f"torch adapter, {family} {phase} "
+                   f"({'no_grad' if phase == 'rollout' else 'fwd+bwd'})",
+                   f"B = {head} (all B in the note)",
+                   {OURS: per_b[head][OURS], THEIRS: per_b[head][THEIRS]},
+                   f"≤ {TARGET}× torch.distributions at every B",
+                   all(r <= TARGET for r in ratios.values()), primary=OURS, baseline=THEIRS,
+                   unit="µs", note=note, extra={"per_batch": {str(B): t for B, t in
+                                                              per_b.items()}})
+    return case
+
+
+def _skipped(case_id: str, title: str, why: str) -> Row:
+    nan = float("nan")
+    return Row(case_id, title, "", {OURS: nan, THEIRS: nan}, "", None, primary=OURS,
+               baseline=THEIRS, unit="µs", note=f"skipped: {why}")
+
+
+def case_rl_ppo(ctx: Context) -> Row:
+    import importlib.util
+
+    if ctx.torch is None or importlib.util.find_spec("gymnasium") is None \
+            or ppo_example() is None:
+        return _skipped("rl-ppo", "PPO (examples/ppo.py)", "needs torch, gymnasium and the "
+                        "source tree's examples/")
+    steps = 4096 if ctx.quick else PPO_STEPS
+    res = measure_ppo(steps)
+    times = {}
+    for env, per in res.items():
+        for dist, r in per.items():
+            times[f"{env} {OURS if dist == 'lograd_fast' else THEIRS}"] = r["cpu_s"] / r["steps"]
+    ratios = {env: per["lograd_fast"]["cpu_s"] / per["torch"]["cpu_s"]
+              for env, per in res.items()}
+    primary, baseline = f"CartPole-v1 {OURS}", f"CartPole-v1 {THEIRS}"
+    note = ("whole-run CPU, lograd_fast / torch: " + ", ".join(
+        f"{env} {r:.2f}×" for env, r in ratios.items()) + f" ({steps} steps, one thread)")
+    return Row("rl-ppo", "PPO (examples/ppo.py), CPU per environment step",
+               f"{steps} steps", times, "whole run: less CPU with lograd_fast",
+               all(r < 1.0 for r in ratios.values()), primary=primary, baseline=baseline,
+               unit="µs", note=note, extra={"runs": res})
+
+
+RL_CASES: dict[str, Callable[[Context], Row]] = {
+    "rl-categorical-rollout": _calls_case("Categorical", "rollout"),
+    "rl-categorical-update": _calls_case("Categorical", "update"),
+    "rl-normal-rollout": _calls_case("Normal", "rollout"),
+    "rl-normal-update": _calls_case("Normal", "update"),
+    "rl-ppo": case_rl_ppo,
+}
