@@ -60,7 +60,7 @@ def numpy_normal_sample_and_score(rng, loc, log_scale, n, out=None):
         return x, lp, {"loc": z / scale, "log_scale": z * z - 1.0}
     x, lp, s = out
     z = s["log_scale"]
-    rng.standard_normal(out=z)
+    rng.standard_normal(out=z, dtype=z.dtype)
     np.multiply(z, 1.0 / scale, out=s["loc"])
     np.multiply(z, scale, out=x)
     x += loc

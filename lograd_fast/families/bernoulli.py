@@ -24,7 +24,7 @@ log-probabilities; terms with probability 0 contribute exactly 0 (never NaN), an
 ``KL = +inf`` when ``q`` gives probability 0 to an outcome that ``p`` allows.
 Mean ``p``.
 
-Sampling: ``x = [u < p]`` with one 52-bit uniform ``u`` (Philox block 0), so the
+Sampling: ``x = [u < p]`` with the atom's ``uniform64`` variate ``u`` (52 bits), so the
 probability is exact up to the ``2**-52`` grid of ``u`` (``p = 0`` never gives 1,
 ``p = 1`` never gives 0).
 
@@ -42,7 +42,7 @@ import numpy as np
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import philox_block, u01_f64
+from .._engine.rng import Variates, uniform_variate
 from ..distribution import Distribution, Family
 
 
@@ -61,8 +61,7 @@ class BernoulliScores(NamedTuple):
 # --------------------------------------------------------------------------- scalar maths
 @jitable
 def _draw(p, b, st):
-    w = philox_block(st, 0)
-    return np.int64(1) if u01_f64(w[0], w[1]) < p.prob[b] else np.int64(0)
+    return np.int64(1) if uniform_variate(p.prob, st, 1, 0) < p.prob[b] else np.int64(0)
 
 
 @jitable
@@ -85,6 +84,8 @@ def _score(p, b, k):
 
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("uniform64")
 
     @staticmethod
     @jitable
@@ -142,8 +143,8 @@ class vectorised:
 
     @staticmethod
     def _draw(p, key, n_atoms, B):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        u, _ = npb.uniform(np.float64, npb.streams(key, atoms), 0)
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        u = npb.variates("uniform64", np.float64, key, n_atoms)[:, 0]
         return b, (u < p.prob[b]).astype(np.int64)
 
     @staticmethod

@@ -27,7 +27,7 @@ point ``kl1`` returns NaN (it exists only so that every family provides every en
 point).  Mean ``loc`` for ``nu > 1`` (NaN otherwise); variance
 ``sigma**2 nu / (nu - 2)`` for ``nu > 2``, ``inf`` for ``1 < nu <= 2``, NaN otherwise.
 
-Sampling: ``t = z / sqrt(chi2 / nu)`` with ``z`` a standard normal (ziggurat) and
+Sampling: ``t = z / sqrt(chi2 / nu)`` with ``z`` a standard normal (Box-Muller, block 0) and
 ``chi2 = 2 G``, ``G ~ Gamma(nu / 2)`` drawn next from the same atom stream
 (``_rng.std_gamma_log``), i.e. ``a = z / sqrt(2 G)`` computed as
 ``log|a| = log|z| - (log 2 + log G) / 2``; ``x = loc + sigma sqrt(nu) a`` (``+-inf`` if

@@ -22,7 +22,7 @@ depend on them), with ``z = (atanh(x) - mu) / sigma``:
 * ``d/d loc       = z / sigma``
 * ``d/d log_scale = z**2 - 1``
 
-Sampling: ``u = mu + sigma z`` with the ziggurat normal, ``x = tanh(u)`` (computed
+Sampling: ``u = mu + sigma z`` (``z`` the atom's ``normal`` variate), ``x = tanh(u)`` (computed
 as ``-expm1(-2|u|) / (2 + expm1(-2|u|))`` with the sign of ``u``: accurate, and the
 same bits on every backend), then **clipped to the largest number below 1 of the
 output dtype** (``1 - 2**-53`` for float64, ``1 - 2**-24`` for float32), so a
@@ -71,7 +71,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
-from .._engine.rng import std_normal
+from .._engine.rng import Variates, normal_variate
 from ..distribution import Distribution, Family
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
@@ -204,8 +204,7 @@ def _u_of(x):
 @jitable
 def _draw(p, b, st, x, i):
     """Draw u, store the clipped tanh(u) in x[i]; return u (exact) and z."""
-    z32, _ = std_normal(x, st, 0)
-    z = np.float64(z32)
+    z = np.float64(normal_variate(x, st, 1, 0))
     u = p.loc[b] + p.scale[b] * z
     x[i] = _squash(u, _below_one(x))
     return u, z
@@ -221,6 +220,8 @@ def _write_score_u(p, b, u, i, s):
 
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("normal")
 
     @staticmethod
     @jitable
@@ -316,8 +317,8 @@ class vectorised:
 
     @staticmethod
     def _draw(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        z = npb.variates("normal", dtype, key, n_atoms)[:, 0].astype(np.float64)
         u = p.loc[b] + p.scale[b] * z
         return b, z, u, _squash_np(u, dtype)
 
