@@ -60,14 +60,15 @@ _NONNEG = np.int64(2**62 - 1)
 # Both sampling drivers work in passes of at most FILL_ATOMS atoms: first the family's
 # variates of the whole pass (``fill1``: Philox and the Box-Muller / uniform / log
 # transforms in one flat loop that LLVM vectorises), then the per-atom maths over
-# stretches where the batch index runs contiguously (``pt`` is the record, or its
-# tiled copy of period B), which vectorises too for branch-free families (Normal).
+# stretches where the batch index runs contiguously (``p`` is the record, or its tiled
+# copy of period B: see ``_tiled``), which vectorises too for branch-free families
+# (Normal).  (The record is passed once: each record argument costs ~2.3 us of Numba's
+# argument typing per call.)
 @njit(**_jit_free)
-def _sample_range(p, pt, key, x, B, lo, hi, scratch):
-    buf = scratch[0]
+def _sample_range(p, key, x, B, lo, hi, buf):
     V = per_atom1(p)
     cap = (buf.shape[buf.ndim - 1] - _PAD) // V
-    T = pt[0].shape[0]
+    T = p[0].shape[0]  # B, or the length of the tiled record
     a = lo
     while a < hi:
         end = min(a + cap, hi)
@@ -78,7 +79,7 @@ def _sample_range(p, pt, key, x, B, lo, hi, scratch):
             m = min(end - i, T - b) & _NONNEG
             i0, b0, j0 = i & _NONNEG, b & _NONNEG, j & _NONNEG
             for t in range(m):
-                sample1(pt, b0 + t, buffered_stream(key, i0 + t, buf, j0 + t * V), x, i0 + t)
+                sample1(p, b0 + t, buffered_stream(key, i0 + t, buf, j0 + t * V), x, i0 + t)
             i += m
             j += m * V
             b = (b + m) % B
@@ -115,11 +116,11 @@ def _score_range(p, x, s, B, lo, hi):
 
 # --------------------------------------------------------------------------- sample_and_score
 @njit(**_jit_free)
-def _sample_score_range(p, pt, key, x, s, out, B, E, lo, hi, scratch):
+def _sample_score_range(p, key, x, s, out, B, E, lo, hi, scratch):
     buf, lps = scratch
     V = per_atom1(p)
     per = max(1, (buf.shape[buf.ndim - 1] - _PAD) // V // E)  # items per pass
-    T = pt[0].shape[0]
+    T = p[0].shape[0]  # B, or the length of the tiled record
     g = lo
     while g < hi:
         q = min(per, hi - g)
@@ -132,7 +133,7 @@ def _sample_score_range(p, pt, key, x, s, out, B, E, lo, hi, scratch):
             m = min(end - i, T - b) & _NONNEG
             i0, b0, j0, k0 = i & _NONNEG, b & _NONNEG, j & _NONNEG, (i - a) & _NONNEG
             for t in range(m):
-                lps[k0 + t] = sample_score1(pt, b0 + t, buffered_stream(key, i0 + t, buf,
+                lps[k0 + t] = sample_score1(p, b0 + t, buffered_stream(key, i0 + t, buf,
                                                                         j0 + t * V), x, i0 + t, s)
             i += m
             j += m * V
@@ -170,22 +171,29 @@ def _kl_range(p, q, out, E, lo, hi):
         out[g] = acc
 
 
+_SPECS: dict = {}
+
+
+def _spec(p) -> tuple:
+    """``(kind, per_atom, variate dtype)`` of the record's family and dtype (cached: small
+    calls pay a dictionary lookup, not the derivation)."""
+    key = (type(p), p[0].dtype)
+    spec = _SPECS.get(key)
+    if spec is None:
+        v = variates(type(p))
+        spec = _SPECS[key] = (v.kind, v.per_atom, variate_dtype(v.kind, p[0].dtype))
+    return spec
+
+
 def variate_scratch(p, atoms: int, n: int) -> np.ndarray:
     """``n`` variate buffers for passes of up to ``atoms`` atoms of the family of ``p``:
     ``(n, atoms * V + pad)`` of its variate dtype (the ``block`` kind:
     ``(n, 4, atoms + pad)`` uint64)."""
-    spec = variates(type(p))
-    dtype = variate_dtype(spec.kind, p[0].dtype)
-    if spec.kind == "block":
+    kind, per, dtype = _spec(p)
+    if kind == "block":
         return np.empty((n, 4, atoms + _PAD), dtype)
-    return np.empty((n, atoms * int(per_atom1(p)) + _PAD), dtype)
-
-
-def _scratch(p, atoms: int, parts: int, E: int = 1) -> list:
-    """Per-part scratch: the variate buffer of one pass of up to ``atoms`` atoms (whole
-    items of ``E`` atoms) and the per-atom log-probs of a pass."""
-    atoms = max(atoms, E)
-    return [(buf, np.empty(atoms)) for buf in variate_scratch(p, atoms, parts)]
+    V = per if type(per) is int else int(per(p))
+    return np.empty((n, atoms * V + _PAD), dtype)
 
 
 def _tiled(p, B: int, n_atoms: int):
@@ -206,8 +214,8 @@ def _tiled(p, B: int, n_atoms: int):
 def sample(p, key, x, B):
     n = x.shape[0]
     parts = n_parts(-(-n // CHUNK))
-    run_split(_sample_range, (p, _tiled(p, B, n), key, x, B), n, CHUNK,
-              _scratch(p, min(n, FILL_ATOMS), parts))
+    run_split(_sample_range, (_tiled(p, B, n), key, x, B), n, CHUNK,
+              variate_scratch(p, min(n, FILL_ATOMS), parts))
 
 
 def log_prob(p, x, out, B, E):
@@ -221,8 +229,10 @@ def score(p, x, s, B):
 def sample_score(p, key, x, s, out, B, E):
     n, per = out.shape[0], per_items(E)
     parts = n_parts(-(-n // per))
-    run_split(_sample_score_range, (p, _tiled(p, B, n * E), key, x, s, out, B, E), n, per,
-              _scratch(p, min(n * E, max(FILL_ATOMS // E, 1) * E), parts, E))
+    atoms = max(min(n * E, max(FILL_ATOMS // E, 1) * E), E)  # whole items per pass
+    bufs = variate_scratch(p, atoms, parts)
+    run_split(_sample_score_range, (_tiled(p, B, n * E), key, x, s, out, B, E), n, per,
+              [(bufs[t], np.empty(atoms)) for t in range(parts)])
 
 
 def entropy(p, out, E):

@@ -72,6 +72,21 @@ def numpy_normal_sample_and_score(rng, loc, log_scale, n, out=None):
     return x, lp, s
 
 
+def numpy_normal_score_function_loo(rng, loc, log_scale, reward, n):
+    """REINFORCE with the leave-one-out baseline for a Normal, as a numpy user writes it:
+    ``n`` draws as an ``(n, *loc.shape)`` array, ``reward`` (vectorised over the last
+    axis) of each draw, the per-draw terms ``(r_i - b_i) score_i`` with
+    ``b_i = (sum_j r_j - r_i) / (n - 1)``; returns ``(grad, var)`` dicts (mean and
+    ``ddof=1`` variance of the terms over the draws)."""
+    scale = np.exp(log_scale)
+    z = rng.standard_normal((n,) + loc.shape, dtype=loc.dtype)
+    r = reward(loc + scale * z)
+    advantage = (r - (r.sum() - r) / (n - 1)).reshape((n,) + (1,) * loc.ndim)
+    terms = {"loc": advantage * (z / scale), "log_scale": advantage * (z * z - 1.0)}
+    return ({k: t.mean(axis=0) for k, t in terms.items()},
+            {k: t.var(axis=0, ddof=1) for k, t in terms.items()})
+
+
 def numpy_log_softmax(logits):
     top = logits.max(axis=-1, keepdims=True)
     return logits - (top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True)))
