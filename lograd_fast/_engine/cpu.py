@@ -116,7 +116,9 @@ def _score_range(p, x, s, B, lo, hi):
 
 # --------------------------------------------------------------------------- sample_and_score
 @njit(**_jit_free)
-def _sample_score_range(p, key, x, s, out, B, E, lo, hi, scratch):
+def _sample_score_range(p, key, x, s, out, B, E, direct, lo, hi, scratch):
+    # lps: the atoms' log-probs of a pass, summed into ``out`` per item; or, ``direct``,
+    # ``out`` itself (one float64 atom per item), written in place
     buf, lps = scratch
     V = per_atom1(p)
     per = max(1, (buf.shape[buf.ndim - 1] - _PAD) // V // E)  # items per pass
@@ -129,17 +131,21 @@ def _sample_score_range(p, key, x, s, out, B, E, lo, hi, scratch):
         j = fill1(p, key, a, end - a, buf)
         b = a % B
         i = a
+        k = 0 if not direct else a
         while i < end:
             m = min(end - i, T - b) & _NONNEG
-            i0, b0, j0, k0 = i & _NONNEG, b & _NONNEG, j & _NONNEG, (i - a) & _NONNEG
+            i0, b0, j0, k0 = i & _NONNEG, b & _NONNEG, j & _NONNEG, k & _NONNEG
             for t in range(m):
                 lps[k0 + t] = sample_score1(p, b0 + t, buffered_stream(key, i0 + t, buf,
                                                                         j0 + t * V), x, i0 + t, s)
             i += m
             j += m * V
+            k += m
             b = (b + m) % B
         g0 = g & _NONNEG
-        if E == 1:
+        if direct:
+            pass
+        elif E == 1:
             for t in range(q & _NONNEG):
                 out[g0 + t] = lps[t]
         else:
@@ -231,8 +237,9 @@ def sample_score(p, key, x, s, out, B, E):
     parts = n_parts(-(-n // per))
     atoms = max(min(n * E, max(FILL_ATOMS // E, 1) * E), E)  # whole items per pass
     bufs = variate_scratch(p, atoms, parts)
-    run_split(_sample_score_range, (_tiled(p, B, n * E), key, x, s, out, B, E), n, per,
-              [(bufs[t], np.empty(atoms)) for t in range(parts)])
+    direct = E == 1 and out.dtype == np.float64
+    run_split(_sample_score_range, (_tiled(p, B, n * E), key, x, s, out, B, E, direct), n,
+              per, [(bufs[t], out if direct else np.empty(atoms)) for t in range(parts)])
 
 
 def entropy(p, out, E):

@@ -27,7 +27,8 @@ from numba import njit, types
 from numba.core.target_extension import current_target
 from numba.extending import overload
 
-__all__ = ["jitable", "jitable_hot", "cpu_inline", "by_dtype", "dispatch_on_record"]
+__all__ = ["jitable", "jitable_hot", "jitable_flat", "cpu_inline", "by_dtype",
+           "dispatch_on_record"]
 
 _JIT_OPTIONS = {"error_model": "numpy"}
 
@@ -58,6 +59,25 @@ def jitable_hot(fn: Callable, compiled: Callable | None = None) -> Callable:
     impl = fn if compiled is None else compiled
     _register(fn, lambda: _with_arity("def fn(ARGS):\n    return impl\n", n, {"impl": impl}))
     return _mark(fn, compiled)
+
+
+def jitable_flat(fn: Callable) -> Callable:
+    """:func:`jitable` for scalar functions that call several others (a Box-Muller draw
+    calls ``log``, ``sin``, ``cos``, ...): on the CPU the compiled function is one flat
+    body (its :func:`cpu_inline` copy: the calls inside are inlined before typing, so it
+    compiles fast and runs without a call per helper); elsewhere (CUDA) an ordinary
+    device function.  The function itself is an ordinary call at its call sites."""
+    n = _arity(fn)
+
+    def typer(*args):
+        if str(current_target()) == "cpu":
+            return _with_arity("def fn(ARGS):\n    return impl(ARGS)\n", n,
+                               {"impl": cpu_inline(fn)})
+        return fn
+
+    overload(fn, target="generic", strict=False, jit_options=_JIT_OPTIONS)(
+        _with_arity("def fn(ARGS):\n    return typer(ARGS)\n", n, {"typer": typer}))
+    return _mark(fn, None)
 
 
 def _mark(fn: Callable, compiled: Callable | None) -> Callable:

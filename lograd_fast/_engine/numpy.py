@@ -109,40 +109,46 @@ def std_normal_next(dtype, st: tuple, block) -> tuple:
     return z, block + 1
 
 
-def std_gamma_log(dtype, st: tuple, block, alpha) -> tuple:
-    """Vectorised ``_rng.std_gamma_log``: ``(log_g, next_block)`` per atom (bitwise the same).
-
-    ``alpha`` (float64) and ``block`` are per atom (or scalars); ``log_g`` is float64.
-    """
+def std_gamma_log_from(dtype, st: tuple, z0, block, alpha) -> tuple:
+    """Vectorised ``_rng.std_gamma_log_from``: ``(log_g, next_block)`` per atom, bitwise the
+    same accept/reject decisions.  ``z0``, ``alpha`` (float64) and ``block`` are per atom
+    (or scalars); ``log_g`` is float64."""
     n = st[2].shape[0]
     alpha = np.broadcast_to(np.asarray(alpha, np.float64), (n,))
     block = np.array(np.broadcast_to(np.asarray(block, np.int64), (n,)))
+    z = np.array(np.broadcast_to(np.asarray(z0), (n,)), np.float64)
     boost = alpha < 1.0
     d = np.where(boost, alpha + 1.0, alpha) - _rng._ONE_THIRD
     c = 1.0 / np.sqrt(9.0 * d)
     out = np.empty(n)
     pending = np.arange(n)
     while pending.size:
-        z, block[pending] = std_normal_next(dtype, _take(st, pending), block[pending])
-        z = z.astype(np.float64)
-        v = 1.0 + c[pending] * z
+        v = 1.0 + c[pending] * z[pending]
         positive = v > 0.0
-        retry = pending[~positive]
-        at, z = pending[positive], z[positive]
+        at, zp = pending[positive], z[pending][positive]
         v = v[positive]
         v = v * v * v
         u, block[at] = uniform(dtype, _take(st, at), block[at])
         u = u.astype(np.float64)
-        z2 = z * z
+        z2 = zp * zp
         accept = u < 1.0 - 0.0331 * z2 * z2
         slow = np.flatnonzero(~accept)
         if slow.size:
             ds, vs = d[at[slow]], v[slow]
             accept[slow] = np.log(u[slow]) < 0.5 * z2[slow] + ds * (1.0 - vs + np.log(vs))
         out[at[accept]] = np.log(d[at[accept]] * v[accept])
-        pending = np.concatenate([retry, at[~accept]])
+        pending = np.sort(np.concatenate([pending[~positive], at[~accept]]))
+        if pending.size:
+            zn, block[pending] = std_normal_next(dtype, _take(st, pending), block[pending])
+            z[pending] = zn.astype(np.float64)
     bi = np.flatnonzero(boost)
     if bi.size:
         u, block[bi] = uniform(dtype, _take(st, bi), block[bi])
         out[bi] = out[bi] + np.log(u.astype(np.float64)) / alpha[bi]
     return out, block
+
+
+def std_gamma_log(dtype, st: tuple, block, alpha) -> tuple:
+    """Vectorised ``_rng.std_gamma_log``: the first normal from block ``block`` too."""
+    z0, block = std_normal_next(dtype, st, block)
+    return std_gamma_log_from(dtype, st, z0, block, alpha)

@@ -60,7 +60,15 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .jit import _JIT_OPTIONS, _inline_on_cpu, by_dtype, cpu_inline, jitable, jitable_hot
+from .jit import (
+    _JIT_OPTIONS,
+    _inline_on_cpu,
+    by_dtype,
+    cpu_inline,
+    jitable,
+    jitable_flat,
+    jitable_hot,
+)
 from .maths import (
     cos_kernel_f32,
     cos_kernel_f64,
@@ -82,6 +90,7 @@ __all__ = [
     "std_normal",
     "std_exponential",
     "std_gamma_log",
+    "std_gamma_log_from",
     "Variates",
     "normal_variate",
     "uniform_variate",
@@ -411,40 +420,40 @@ def _pick4(lane, a, b, c, d):
     return where(lane < 2, where(lane == 0, a, b), where(lane == 2, c, d))
 
 
-@jitable
+@jitable_flat
 def _normal_computed_f64(st, V, k):
     w, lane = _variate_block(st, V, k, 2)
     z0, z1 = box_muller_f64(w[0], w[1], w[2], w[3])
     return _pick2(lane, z0, z1)
 
 
-@jitable
+@jitable_flat
 def _normal_computed_f32(st, V, k):
     w, lane = _variate_block(st, V, k, 4)
     z0, z1, z2, z3 = _normal_lanes_f32(w[0], w[1], w[2], w[3])
     return _pick4(lane, z0, z1, z2, z3)
 
 
-@jitable
+@jitable_flat
 def _uniform_computed_f64(st, V, k):
     w, lane = _variate_block(st, V, k, 2)
     u0, u1 = _uniform_lanes_f64(w[0], w[1], w[2], w[3])
     return _pick2(lane, u0, u1)
 
 
-@jitable
+@jitable_flat
 def _uniform_computed_f32(st, V, k):
     w, lane = _variate_block(st, V, k, 4)
     u0, u1, u2, u3 = _uniform_lanes_f32(w[0], w[1], w[2], w[3])
     return _pick4(lane, u0, u1, u2, u3)
 
 
-@jitable
+@jitable_flat
 def _exponential_computed_f64(st, V, k):
     return -log_f64(_uniform_computed_f64(st, V, k))
 
 
-@jitable
+@jitable_flat
 def _exponential_computed_f32(st, V, k):
     return -log_f32(_uniform_computed_f32(st, V, k))
 
@@ -511,14 +520,14 @@ uniform.__doc__ = """``uniform(like, st, block) -> (u, next_block)``: u uniform 
 from the atom's Philox block ``block``."""
 
 
-@jitable
+@jitable_flat
 def _std_normal_f64(st, block):
     w = philox_block(st, block)
     z, _ = box_muller_f64(w[0], w[1], w[2], w[3])
     return z, block + 1
 
 
-@jitable
+@jitable_flat
 def _std_normal_f32(st, block):
     w = philox_block(st, block)
     z, _ = box_muller_f32(w[0], w[1])
@@ -531,13 +540,13 @@ std_normal.__doc__ = """``std_normal(like, st, block) -> (z, next_block)``: a st
 need a variable number of normals; ``like`` picks float32 or float64."""
 
 
-@jitable
+@jitable_flat
 def _std_exponential_f64(st, block):
     u, block = _uniform_f64(st, block)
     return -log_f64(u), block
 
 
-@jitable
+@jitable_flat
 def _std_exponential_f32(st, block):
     u, block = _uniform_f32(st, block)
     return -log_f32(u), block
@@ -557,30 +566,32 @@ from the atom's Philox block ``block``."""
 # For alpha < 1 (the "boost"): G(alpha) = G(alpha + 1) * U^(1/alpha), done as
 # log G = log G(alpha + 1) + log(U) / alpha, which is finite for any alpha > 0,
 # whereas G itself underflows to 0 for alpha ~ 1e-3 about half of the time.
-# Draw order within the atom: [normal, uniform] per proposal, then the boost
-# uniform, each from the next of the atom's Philox blocks.  Arithmetic is float64
-# for both dtypes; float32 only selects the 32-bit normal and uniform draws.
+# The first proposal's normal ``z0`` is given (the families take it from their
+# vectorised ``normal`` variates, so the common case draws no scalar normal); then
+# the atom's blocks from ``block`` on: the proposal's uniform, then [normal, uniform]
+# per further proposal, then the boost uniform.  Arithmetic is float64 for both
+# dtypes; float32 only selects the 32-bit normal and uniform draws.
 # --------------------------------------------------------------------------
 _ONE_THIRD = 1.0 / 3.0
 
 
 @jitable
-def _std_gamma_log_f64(st, block, alpha):
+def _std_gamma_log_from_f64(st, z0, block, alpha):
     boost = alpha < 1.0
     d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
     c = 1.0 / math.sqrt(9.0 * d)
+    z = np.float64(z0)
     while True:
-        z, block = _std_normal_f64(st, block)
         v = 1.0 + c * z
-        if v <= 0.0:
-            continue
-        v = v * v * v
-        u, block = _uniform_f64(st, block)
-        z2 = z * z
-        if u < 1.0 - 0.0331 * z2 * z2:
-            break
-        if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
-            break
+        if v > 0.0:
+            v = v * v * v
+            u, block = _uniform_f64(st, block)
+            z2 = z * z
+            if u < 1.0 - 0.0331 * z2 * z2:
+                break
+            if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+                break
+        z, block = _std_normal_f64(st, block)
     log_g = math.log(d * v)
     if boost:
         u, block = _uniform_f64(st, block)
@@ -589,24 +600,24 @@ def _std_gamma_log_f64(st, block, alpha):
 
 
 @jitable
-def _std_gamma_log_f32(st, block, alpha):
+def _std_gamma_log_from_f32(st, z0, block, alpha):
     boost = alpha < 1.0
     d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
     c = 1.0 / math.sqrt(9.0 * d)
+    z = np.float64(z0)
     while True:
+        v = 1.0 + c * z
+        if v > 0.0:
+            v = v * v * v
+            u32, block = _uniform_f32(st, block)
+            u = np.float64(u32)
+            z2 = z * z
+            if u < 1.0 - 0.0331 * z2 * z2:
+                break
+            if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+                break
         z32, block = _std_normal_f32(st, block)
         z = np.float64(z32)
-        v = 1.0 + c * z
-        if v <= 0.0:
-            continue
-        v = v * v * v
-        u32, block = _uniform_f32(st, block)
-        u = np.float64(u32)
-        z2 = z * z
-        if u < 1.0 - 0.0331 * z2 * z2:
-            break
-        if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
-            break
     log_g = math.log(d * v)
     if boost:
         u32, block = _uniform_f32(st, block)
@@ -614,12 +625,32 @@ def _std_gamma_log_f32(st, block, alpha):
     return log_g, block
 
 
-std_gamma_log = by_dtype(_std_gamma_log_f32, _std_gamma_log_f64)
-std_gamma_log.__doc__ = """``std_gamma_log(like, st, block, alpha) -> (log_g, next_block)``.
+std_gamma_log_from = by_dtype(_std_gamma_log_from_f32, _std_gamma_log_from_f64)
+std_gamma_log_from.__doc__ = """``std_gamma_log_from(like, st, z0, block, alpha)``
+``-> (log_g, next_block)``.
 
 ``log_g`` (float64) is the log of a standard Gamma(``alpha``) draw (shape ``alpha``
 > 0, float64; rate 1), by Marsaglia-Tsang with the ``alpha < 1`` boost in log
-space, so it is finite even where the draw itself would underflow.  ``like``
-picks the float32 (32-bit normal/uniform words) or float64 draws; the arithmetic
-is float64 either way.  Marsaglia & Tsang, "A simple method for generating gamma
-variables", ACM TOMS 26(3), 2000."""
+space, so it is finite even where the draw itself would underflow.  ``z0`` is the
+first proposal's standard normal; the rest comes from the atom's Philox blocks from
+``block`` on.  ``like`` picks the float32 (32-bit normal/uniform words) or float64
+draws; the arithmetic is float64 either way.  Marsaglia & Tsang, "A simple method for
+generating gamma variables", ACM TOMS 26(3), 2000."""
+
+
+@jitable
+def _std_gamma_log_f64(st, block, alpha):
+    z0, block = _std_normal_f64(st, block)
+    return _std_gamma_log_from_f64(st, z0, block, alpha)
+
+
+@jitable
+def _std_gamma_log_f32(st, block, alpha):
+    z0, block = _std_normal_f32(st, block)
+    return _std_gamma_log_from_f32(st, z0, block, alpha)
+
+
+std_gamma_log = by_dtype(_std_gamma_log_f32, _std_gamma_log_f64)
+std_gamma_log.__doc__ = """``std_gamma_log(like, st, block, alpha) -> (log_g, next_block)``:
+:func:`std_gamma_log_from` with the first normal drawn from block ``block`` too (a
+normal and a uniform block per proposal)."""
