@@ -108,10 +108,9 @@ def asm_report() -> list[str]:
         d.log_prob(x)
         d.score(x)
         for name in ("_sample_range", "_sample_score_range", "_log_prob_range", "_score_range"):
-            disp = getattr(cpu, name)
-            sigs = [sig for sig in disp.signatures if fam in str(sig[0])]
-            if sigs:
-                lines.append(f"{fam}.{name}: " + asm_stats(disp.inspect_asm(sigs[0])))
+            disp = cpu._for(getattr(cpu, name), d._record)  # the driver compiled for fam
+            for sig in disp.signatures[:1]:
+                lines.append(f"{fam}.{name}: " + asm_stats(disp.inspect_asm(sig)))
     return lines
 
 
