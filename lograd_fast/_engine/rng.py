@@ -411,41 +411,33 @@ def _variate_block(st, V, k, n_lanes):
 
 
 @jitable
-def _pick2(lane, a, b):
-    return where(lane == 0, a, b)
+def _pick2(lane, values):
+    return where(lane == 0, values[0], values[1])
 
 
 @jitable
-def _pick4(lane, a, b, c, d):
-    return where(lane < 2, where(lane == 0, a, b), where(lane == 2, c, d))
+def _pick4(lane, values):
+    return where(lane < 2, where(lane == 0, values[0], values[1]),
+                 where(lane == 2, values[2], values[3]))
 
 
-@jitable_flat
-def _normal_computed_f64(st, V, k):
-    w, lane = _variate_block(st, V, k, 2)
-    z0, z1 = box_muller_f64(w[0], w[1], w[2], w[3])
-    return _pick2(lane, z0, z1)
+def _computed(lanes_fn, n_lanes: int, name: str):
+    """The atom's variate ``k`` (of ``V``) of the kind whose block lanes ``lanes_fn``
+    gives, computed on demand: its group's block, transformed, its lane picked."""
+    pick = _pick2 if n_lanes == 2 else _pick4
+
+    def computed(st, V, k):
+        w, lane = _variate_block(st, V, k, n_lanes)
+        return pick(lane, lanes_fn(w[0], w[1], w[2], w[3]))
+
+    computed.__name__ = computed.__qualname__ = name
+    return jitable_flat(computed)
 
 
-@jitable_flat
-def _normal_computed_f32(st, V, k):
-    w, lane = _variate_block(st, V, k, 4)
-    z0, z1, z2, z3 = _normal_lanes_f32(w[0], w[1], w[2], w[3])
-    return _pick4(lane, z0, z1, z2, z3)
-
-
-@jitable_flat
-def _uniform_computed_f64(st, V, k):
-    w, lane = _variate_block(st, V, k, 2)
-    u0, u1 = _uniform_lanes_f64(w[0], w[1], w[2], w[3])
-    return _pick2(lane, u0, u1)
-
-
-@jitable_flat
-def _uniform_computed_f32(st, V, k):
-    w, lane = _variate_block(st, V, k, 4)
-    u0, u1, u2, u3 = _uniform_lanes_f32(w[0], w[1], w[2], w[3])
-    return _pick4(lane, u0, u1, u2, u3)
+_normal_computed_f64 = _computed(_normal_lanes_f64, 2, "_normal_computed_f64")
+_normal_computed_f32 = _computed(_normal_lanes_f32, 4, "_normal_computed_f32")
+_uniform_computed_f64 = _computed(_uniform_lanes_f64, 2, "_uniform_computed_f64")
+_uniform_computed_f32 = _computed(_uniform_lanes_f32, 4, "_uniform_computed_f32")
 
 
 @jitable_flat
@@ -576,7 +568,7 @@ _ONE_THIRD = 1.0 / 3.0
 
 
 @jitable
-def _std_gamma_log_from_f64(st, z0, block, alpha):
+def std_gamma_log_from(like, st, z0, block, alpha):
     boost = alpha < 1.0
     d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
     c = 1.0 / math.sqrt(9.0 * d)
@@ -585,47 +577,22 @@ def _std_gamma_log_from_f64(st, z0, block, alpha):
         v = 1.0 + c * z
         if v > 0.0:
             v = v * v * v
-            u, block = _uniform_f64(st, block)
+            u, block = uniform(like, st, block)
+            u = np.float64(u)
             z2 = z * z
             if u < 1.0 - 0.0331 * z2 * z2:
                 break
             if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
                 break
-        z, block = _std_normal_f64(st, block)
+        zn, block = std_normal(like, st, block)
+        z = np.float64(zn)
     log_g = math.log(d * v)
     if boost:
-        u, block = _uniform_f64(st, block)
-        log_g = log_g + math.log(u) / alpha
+        u, block = uniform(like, st, block)
+        log_g = log_g + math.log(np.float64(u)) / alpha
     return log_g, block
 
 
-@jitable
-def _std_gamma_log_from_f32(st, z0, block, alpha):
-    boost = alpha < 1.0
-    d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
-    c = 1.0 / math.sqrt(9.0 * d)
-    z = np.float64(z0)
-    while True:
-        v = 1.0 + c * z
-        if v > 0.0:
-            v = v * v * v
-            u32, block = _uniform_f32(st, block)
-            u = np.float64(u32)
-            z2 = z * z
-            if u < 1.0 - 0.0331 * z2 * z2:
-                break
-            if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
-                break
-        z32, block = _std_normal_f32(st, block)
-        z = np.float64(z32)
-    log_g = math.log(d * v)
-    if boost:
-        u32, block = _uniform_f32(st, block)
-        log_g = log_g + math.log(np.float64(u32)) / alpha
-    return log_g, block
-
-
-std_gamma_log_from = by_dtype(_std_gamma_log_from_f32, _std_gamma_log_from_f64)
 std_gamma_log_from.__doc__ = """``std_gamma_log_from(like, st, z0, block, alpha)``
 ``-> (log_g, next_block)``.
 
@@ -639,18 +606,11 @@ generating gamma variables", ACM TOMS 26(3), 2000."""
 
 
 @jitable
-def _std_gamma_log_f64(st, block, alpha):
-    z0, block = _std_normal_f64(st, block)
-    return _std_gamma_log_from_f64(st, z0, block, alpha)
+def std_gamma_log(like, st, block, alpha):
+    z0, block = std_normal(like, st, block)
+    return std_gamma_log_from(like, st, z0, block, alpha)
 
 
-@jitable
-def _std_gamma_log_f32(st, block, alpha):
-    z0, block = _std_normal_f32(st, block)
-    return _std_gamma_log_from_f32(st, z0, block, alpha)
-
-
-std_gamma_log = by_dtype(_std_gamma_log_f32, _std_gamma_log_f64)
 std_gamma_log.__doc__ = """``std_gamma_log(like, st, block, alpha) -> (log_g, next_block)``:
 :func:`std_gamma_log_from` with the first normal drawn from block ``block`` too (a
 normal and a uniform block per proposal)."""
