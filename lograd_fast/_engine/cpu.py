@@ -77,6 +77,18 @@ _FAMILY_OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "k
 _SPECIALISED: dict = {}
 
 
+@njit(inline="always")
+def _next_b(b, B, T):
+    """``b mod B`` for ``0 <= b <= T`` (``T``: a multiple of ``B``), without a division in
+    the common cases: a stretch ends at the end of the record (untiled ``T = B``: every
+    ``B`` atoms) or inside it."""
+    if b == T:
+        return 0
+    if b >= B:
+        return b % B
+    return b
+
+
 def _generic(fn):
     """Mark a driver written over the entry points (compiled per family by ``_for``)."""
     return fn
@@ -129,7 +141,7 @@ def _sample_range(p, key, x, B, lo, hi, buf):
                 sample1(p, b0 + t, buffered_stream(key, i0 + t, buf, j0 + t * V), x, i0 + t)
             i += m
             j += m * V
-            b = (b + m) % B
+            b = _next_b(b + m, B, T)
         a = end
 
 
@@ -188,7 +200,7 @@ def _sample_score_range(p, key, x, s, out, B, E, direct, lo, hi, scratch):
             i += m
             j += m * V
             k += m
-            b = (b + m) % B
+            b = _next_b(b + m, B, T)
         g0 = g & _NONNEG
         if direct:
             pass
