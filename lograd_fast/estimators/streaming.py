@@ -127,9 +127,12 @@ def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_bu
     V = per_atom1(p)
     per = _draws_per_pass(p, vb, B)
     vj = 0  # the next atom's first variate in vb
+    left = 0  # draws left in the pass
     for d in range(lo, hi):
-        if (d - lo) % per == 0:
-            vj = fill1(p, key, d * B, min(per, hi - d) * B, vb)
+        if left == 0:
+            left = min(per, hi - d)
+            vj = fill1(p, key, d * B, left * B, vb)
+        left -= 1
         # (the draw loop is written out: passing the records p and s to a helper
         # function costs more than the draw itself)
         for b in range(B):
@@ -196,9 +199,12 @@ def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf
     V = per_atom1(p)
     per = _draws_per_pass(p, vb, B)
     vj = 0  # the next atom's first variate in vb
+    left = 0  # draws left in the pass
     for d in range(lo, hi):
-        if (d - lo) % per == 0:
-            vj = fill1(p, key, d * B, min(per, hi - d) * B, vb)
+        if left == 0:
+            left = min(per, hi - d)
+            vj = fill1(p, key, d * B, left * B, vb)
+        left -= 1
         for b in range(B):
             sample_score1(p, b, buffered_stream(key, d * B + b, vb, vj), x_atoms, i0 + b, s)
             vj += V
@@ -261,9 +267,12 @@ def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord,
     V = per_atom1(p)
     per = _draws_per_pass(p, vb, B)
     vj = 0  # the next atom's first variate in vb
+    left = 0  # draws left in the pass
     for d in range(lo, hi):
-        if (d - lo) % per == 0:
-            vj = fill1(p, key, d * B, min(per, hi - d) * B, vb)
+        if left == 0:
+            left = min(per, hi - d)
+            vj = fill1(p, key, d * B, left * B, vb)
+        left -= 1
         for b in range(B):
             reparam1(p, b, buffered_stream(key, d * B + b, vb, vj), x_atoms, i0 + b, dx)
             vj += V
