@@ -1,10 +1,10 @@
 """The generic CPU drivers: one per operation, for every family.
 
-Each driver is a module-level ``@njit(cache=True)`` function whose first argument
-is the family's parameter record; Numba specialises it per (family, dtype) the
-first time it sees that record type and stores the machine code on disk (see
-``_engine/cache.py``), so a second process loads it instead of compiling.  The family's
-maths comes in through the entry points of ``_engine/dispatch.py``.
+Each driver is written once, as a module-level Python function over the entry
+points of ``_engine/dispatch.py`` whose first argument is the family's parameter
+record; ``_for(driver, record)`` compiles it for that family (with the family's maths
+inlined, see below) and Numba specialises it per dtype and stores the machine code on
+disk (``_engine/cache.py``), so a second process loads it instead of compiling.
 
 Work is cut into one contiguous part per thread (a call of one ``CHUNK`` of atoms
 or less runs in the calling thread); inside a part the samplers work in passes of

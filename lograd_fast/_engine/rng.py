@@ -99,7 +99,6 @@ __all__ = [
 ]
 
 _U = np.uint64
-_U32 = np.uint32
 _F = np.float32
 _MASK32 = _U(0xFFFFFFFF)
 _SHIFT32 = _U(32)
