@@ -197,6 +197,11 @@ def out_buffers(dist, op: str, n: int):
 
 
 # ----------------------------------------------------------------------------- timing
+#: speed-ups over idiomatic numpy measured by the pytest-benchmark suite in this session
+#: (``benchmarks/conftest.py`` prints them after the run)
+SPEEDUPS: dict[str, float] = {}
+
+
 def min_times(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
     """Seconds of each callable, the minimum of ``repeats`` round-robin rounds after one
     warm-up call each (side by side, so load from other processes hits all alike)."""

@@ -1,7 +1,8 @@
 """asv: the random numbers themselves: standard normal draws against numpy's generators.
 
-lograd_fast draws every atom from its own Philox4x32-10 counter (ziggurat normal);
-numpy's ``Generator`` is sequential (PCG64, or Philox for a counter-based peer).
+lograd_fast computes its normals from Philox4x32-10 counters in vectorised passes
+(Box-Muller, two float64 or four float32 normals per block); numpy's ``Generator`` is
+sequential (PCG64, or Philox for a counter-based peer).
 """
 
 from __future__ import annotations

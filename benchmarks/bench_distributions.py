@@ -3,9 +3,10 @@
 Implementations (one benchmark group per family, operation and dtype):
 
 * ``lograd_fast``     the CPU kernels (Numba, parallel);
-* ``numpy_baseline``  ``backend="numpy"``: the same algorithm vectorised (the denominator
-  of every ratio);
-* ``numpy``           idiomatic numpy: ``numpy.random.Generator`` and vectorised formulas;
+* ``numpy``           idiomatic numpy: ``numpy.random.Generator`` and vectorised formulas
+  (the headline comparator: ``test_speedup_vs_idiomatic_numpy`` records the ratio);
+* ``numpy_baseline``  ``backend="numpy"``: the same algorithm vectorised, drawing the same
+  numbers (the reproducibility reference);
 * ``torch`` / ``torch_autograd``  torch.distributions with closed-form scores / scores by
   autograd (per-draw parameter copies), when torch is installed;
 * ``jax``             ``jax.jit`` of the same job, when JAX is installed.
@@ -19,7 +20,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ._common import DTYPES, FAMILIES, OPS, QUICK, draws_for, make_dist, make_inputs, size
+from ._common import (
+    DTYPES,
+    FAMILIES,
+    OPS,
+    QUICK,
+    SPEEDUPS,
+    draws_for,
+    make_dist,
+    make_inputs,
+    min_times,
+    op_call,
+    size,
+)
 from ._competitors import IMPLS, WRITTEN_FOR, competitor
 
 ATOMS = size(2**20, 2**10)
@@ -75,3 +88,22 @@ def test_sample_and_score_out(benchmark, family):
     benchmark.extra_info.update(family=family, impl="lograd_fast out=", n=n)
     got = benchmark(lambda: dist.sample_and_score(n, seed=1, out=out))
     np.testing.assert_array_equal(got[0], dist.sample(n, seed=1))
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f in WRITTEN_FOR])
+def test_speedup_vs_idiomatic_numpy(benchmark, family, op):
+    """lograd_fast's time (pytest-benchmark), and its speed-up over idiomatic numpy timed
+    side by side (min of 3 round-robin rounds) in ``extra_info`` and the run's summary."""
+    dist = make_dist(family)
+    n = draws_for(dist, ATOMS)
+    x = dist.sample(n, seed=0)
+    params, kwargs = make_inputs(family)
+    ours = op_call(dist, op, n, x=x)
+    numpy = competitor(family, "numpy", op, params, kwargs, n, x)
+    t = min_times({"lograd_fast": ours, "numpy": numpy}, 3)
+    ratio = t["numpy"] / t["lograd_fast"]
+    SPEEDUPS[f"{family}.{op} float64 ({ATOMS} atoms)"] = ratio
+    benchmark.group = f"speed-up over idiomatic numpy ({ATOMS} atoms)"
+    benchmark.extra_info.update(family=family, op=op, speedup_vs_numpy=ratio)
+    assert benchmark(ours) is not None

@@ -5,7 +5,9 @@ pyproject.toml passes ``--benchmark-disable``, so a plain ``python -m pytest
 benchmarks`` runs every benchmark once as a test.  Time them with
 ``python -m pytest benchmarks --benchmark-enable`` (``--benchmark-only`` skips
 non-benchmark tests, ``--benchmark-group-by=group`` shows the side-by-side tables).
-``LOGRAD_BENCH_QUICK=1`` shrinks every size.
+``LOGRAD_BENCH_QUICK=1`` shrinks every size.  The ``test_speedup_*`` benchmarks also
+time idiomatic numpy side by side and print the speed-ups after the run (and store each
+in the benchmark's ``extra_info``, so ``--benchmark-json`` keeps them).
 """
 
 from __future__ import annotations
@@ -28,3 +30,12 @@ def pytest_report_header(config):
 
     return (f"lograd_fast benchmarks: {'quick' if QUICK else 'full'} sizes, "
             f"{numba.get_num_threads()} Numba threads")
+
+
+def pytest_terminal_summary(terminalreporter):
+    from benchmarks._common import SPEEDUPS
+
+    if SPEEDUPS:
+        terminalreporter.section("lograd_fast speed-up over idiomatic numpy (side by side)")
+        for name, ratio in sorted(SPEEDUPS.items()):
+            terminalreporter.write_line(f"{name:<48} {ratio:7.2f}x")

@@ -103,6 +103,20 @@ def test_exception_on_a_draw_too_long_to_keep_is_still_an_error():
         lf.score_function(d, raises_on_first_atom, 200, seed=4)
 
 
+def test_failure_bookkeeping_is_compiled_once_not_once_per_f():
+    """The wrapper of each new f passed its failure state's address as a closure
+    constant, typed as a literal: the shared bookkeeping function got a new
+    specialisation (compiled, and added to the on-disk cache) for every f."""
+    d = lf.Normal(np.zeros(2), np.zeros(2))
+    for k in (1.0, 2.0, 3.0):
+        @numba.njit
+        def f(x, k=k):
+            return k * x[0]
+        lf.score_function(d, f, 8, seed=0)
+    sigs = _common._record_failure.signatures
+    assert sigs and not any(isinstance(t, numba.types.Literal) for sig in sigs for t in sig)
+
+
 def test_categorical_f_exception_and_numpy_backend_agree():
     """Integer draws are replayed with their dtype; the numpy backend raises alike."""
     @numba.njit

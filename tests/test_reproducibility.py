@@ -58,7 +58,7 @@ CACHE_PROBE = textwrap.dedent("""
     from lograd_fast._engine import cpu
     d = lf.Normal(np.zeros(3), np.zeros(3))
     lp = d.log_prob(np.ones((2, 3)))
-    stats = cpu._log_prob_range.stats
+    stats = cpu._for(cpu._log_prob_range, d._record).stats  # the driver compiled for Normal
     print(json.dumps({"lp": float(lp[0, 0]), "hits": sum(stats.cache_hits.values()),
                       "misses": sum(stats.cache_misses.values()),
                       "path": stats.cache_path}))

@@ -220,7 +220,7 @@ def test_exact_variances_of_the_quadratic_example():
 @pytest.mark.slow
 def test_exact_variances_match_long_runs_for_every_estimator():
     """The quadrature formulas (including the MVD couplings) against lograd_fast itself,
-    for a non-polynomial f, within 3 standard errors of a sample variance."""
+    for a non-polynomial f, within 5 standard errors of a sample variance."""
     from lograd_fast.sweep.functions import resolve
     from lograd_fast.sweep.methods import baseline_value
     from lograd_fast.sweep.spec import Cell, build_distribution
@@ -235,8 +235,8 @@ def test_exact_variances_match_long_runs_for_every_estimator():
             est = method(dist, fns, n, seed=3, stream=17, baseline=baseline_value(baseline))
             for wrt, (grad, var, mu4) in exact_values(cell).items():
                 se_var = math.sqrt((mu4 - var * var) / est.n)
-                assert abs(float(est.var[wrt]) - var) <= 3 * se_var, (name, baseline, wrt)
-                assert abs(float(est.grad[wrt]) - grad) <= 3 * float(est.stderr[wrt]) + 1e-12
+                assert abs(float(est.var[wrt]) - var) <= 5 * se_var, (name, baseline, wrt)
+                assert abs(float(est.grad[wrt]) - grad) <= 5 * float(est.stderr[wrt]) + 1e-12
 
 
 # ----------------------------------------------------------------------------- the default sweep

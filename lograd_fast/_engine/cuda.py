@@ -2,7 +2,9 @@
 
 Imported only when ``backend="cuda"`` is used.  Each kernel is a grid-stride loop
 over atoms calling the family's scalar maths (compiled as device functions), with
-the same counter-based streams as the CPU, so samples agree with the CPU backend.
+the same counter-based streams as the CPU, so samples agree with the CPU backend:
+each thread computes its atom's own variates (``rng.normal_variate`` & co. on a
+stream tuple without a buffer) where the CPU computes them for a chunk of atoms.
 
 Without a GPU the kernels run in Numba's CUDA simulator when
 ``NUMBA_ENABLE_CUDASIM=1`` is set before numba is imported (slow: tiny sizes only).

@@ -18,6 +18,16 @@ Entry points, for batch element ``b`` and flat output atom ``i``:
 ``entropy1(p, b) -> float64``
 ``kl1(p, q, b) -> float64``
 
+Variates (see ``_engine/rng.py``): a family's ``scalar`` class may declare
+``variates = rng.Variates(kind, per_atom)``, the draws its sampler takes for every atom,
+which the CPU drivers compute beforehand for a chunk of atoms in a vectorised pass
+(default: the atom's Philox block 0).  Derived from it:
+
+``per_atom1(p) -> int64``
+    ``V``, the variates per atom
+``fill1(p, key, a0, n, buf) -> int64``
+    the variates of atoms ``a0 .. a0+n-1`` into ``buf``; the offset of the first
+
 Optional entry points (a family provides them when its maths allows):
 
 ``reflect1(p, b, x, i)``
@@ -30,7 +40,11 @@ Optional entry points (a family provides them when its maths allows):
 
 from __future__ import annotations
 
-from .jit import dispatch_on_record
+import numpy as np
+from numba import types
+
+from . import rng
+from .jit import _register, dispatch_on_record
 
 REGISTRY: dict = {}
 
@@ -60,3 +74,59 @@ def register(params_cls: type, ops: object) -> None:
     if missing:
         raise TypeError(f"{ops!r} lacks the entry points {missing}")
     REGISTRY[params_cls] = ops
+
+
+# --------------------------------------------------------------------------- variates
+def variates(params_cls: type) -> rng.Variates:
+    """The family's :class:`~.rng.Variates` (what its sampler draws per atom)."""
+    return getattr(REGISTRY[params_cls], "variates", rng.Variates())
+
+
+def _is_float32(params) -> bool:
+    """Is the distribution float32?  (Its first record field is a user parameter.)"""
+    first = params.types[0] if isinstance(params, types.BaseTuple) else params[0]
+    return first.dtype == (types.float32 if isinstance(params, types.BaseTuple) else np.float32)
+
+
+def per_atom1(p):
+    """``V``: the variates the family's sampler draws per atom."""
+    per = variates(type(p)).per_atom
+    return np.int64(per if isinstance(per, int) else per(p))
+
+
+def fill1(p, key, a0, n, buf):
+    """The variates of atoms ``a0 .. a0+n-1`` into ``buf``: the offset of the first."""
+    spec = variates(type(p))
+    fill = rng.fill_function(spec.kind, _is_float32(p))
+    return fill(key, np.int64(a0), np.int64(n), per_atom1(p), buf)
+
+
+def _spec_of(params):
+    ops = REGISTRY.get(getattr(params, "instance_class", None))
+    return None if ops is None else getattr(ops, "variates", rng.Variates())
+
+
+def _per_atom_typer(p):
+    spec = _spec_of(p)
+    if spec is None:
+        return None
+    per = spec.per_atom
+    if isinstance(per, int):
+        return lambda p: np.int64(per)
+    return lambda p: np.int64(per(p))
+
+
+def _fill_typer(p, key, a0, n, buf):
+    spec = _spec_of(p)
+    if spec is None:
+        return None
+    fill = rng.fill_function(spec.kind, _is_float32(p))
+
+    def impl(p, key, a0, n, buf):
+        return fill(key, a0, n, per_atom1(p), buf)
+
+    return impl
+
+
+_register(per_atom1, lambda: _per_atom_typer)
+_register(fill1, lambda: _fill_typer)

@@ -18,37 +18,106 @@ from the dtype of an array argument, both in Python and at compile time.
 from __future__ import annotations
 
 import inspect
+import types as pytypes
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import types
+from numba import njit, types
 from numba.core.target_extension import current_target
 from numba.extending import overload
 
-__all__ = ["jitable", "jitable_hot", "by_dtype", "dispatch_on_record"]
+__all__ = ["jitable", "jitable_hot", "jitable_flat", "cpu_inline", "by_dtype",
+           "dispatch_on_record"]
 
 _JIT_OPTIONS = {"error_model": "numpy"}
 
 
-def jitable(fn: Callable) -> Callable:
-    """Make the plain Python function ``fn`` callable from njit and CUDA code."""
+def jitable(fn: Callable, compiled: Callable | None = None) -> Callable:
+    """Make the plain Python function ``fn`` callable from njit and CUDA code.
+
+    ``compiled``, when given, is what compiled code runs instead of ``fn``'s body (the
+    same meaning in a form Numba takes, e.g. a select where Python needs
+    ``numpy.where``)."""
+    impl = fn if compiled is None else compiled
 
     @overload(fn, target="generic", strict=False, jit_options=_JIT_OPTIONS)
     def _overload(*args):
+        return impl
+
+    return _mark(fn, compiled)
+
+
+def jitable_hot(fn: Callable, compiled: Callable | None = None) -> Callable:
+    """:func:`jitable` for tiny functions on the hot path of the drivers (uniforms,
+    Philox blocks): on the CPU they are inlined at the IR level at every call site.
+    (Numba does not inline one compiled function into another at the LLVM level;
+    measured: a serial loop calling Philox through a call boundary never vectorises.)
+    Keep them leaves: an overload marked for inlining is typed again at every call
+    resolution, with everything it calls (see :func:`cpu_inline` for deep code)."""
+    n = _arity(fn)
+    impl = fn if compiled is None else compiled
+    _register(fn, lambda: _with_arity("def fn(ARGS):\n    return impl\n", n, {"impl": impl}))
+    return _mark(fn, compiled)
+
+
+def jitable_flat(fn: Callable) -> Callable:
+    """:func:`jitable` for scalar functions that call several others (a Box-Muller draw
+    calls ``log``, ``sin``, ``cos``, ...): on the CPU the compiled function is one flat
+    body (its :func:`cpu_inline` copy: the calls inside are inlined before typing, so it
+    compiles fast and runs without a call per helper); elsewhere (CUDA) an ordinary
+    device function.  The function itself is an ordinary call at its call sites."""
+    n = _arity(fn)
+
+    def typer(*args):
+        if str(current_target()) == "cpu":
+            return _with_arity("def fn(ARGS):\n    return impl(ARGS)\n", n,
+                               {"impl": cpu_inline(fn)})
         return fn
 
+    overload(fn, target="generic", strict=False, jit_options=_JIT_OPTIONS)(
+        _with_arity("def fn(ARGS):\n    return typer(ARGS)\n", n, {"typer": typer}))
+    return _mark(fn, None)
+
+
+def _mark(fn: Callable, compiled: Callable | None) -> Callable:
+    fn.__jitable__ = True
+    fn.__compiled__ = compiled
     return fn
 
 
-def jitable_hot(fn: Callable) -> Callable:
-    """:func:`jitable` for tiny functions on the hot path (Philox, uniforms): on the
-    CPU they are inlined at the IR level at every call site.  (Numba does not inline
-    one compiled function into another at the LLVM level; measured: a serial loop
-    calling Philox through a call boundary never vectorises.)"""
-    n = _arity(fn)
-    _register(fn, lambda: _with_arity("def fn(ARGS):\n    return impl\n", n, {"impl": fn}))
-    return fn
+_CPU_COPIES: dict = {}
+
+
+def cpu_inline(fn: Callable) -> Callable:
+    """A CPU-only ``njit(inline="always")`` copy of the :func:`jitable` function ``fn``,
+    for the bodies of flat loops meant to vectorise (the RNG's variate passes).
+
+    Numba inlines such a copy into the caller's IR *before* type inference, so the
+    whole loop is typed once; an overload marked for inlining (:func:`jitable_hot`) is
+    typed again at every call resolution, with everything it calls (measured: 16-22 s
+    to compile one Box-Muller variate loop that way, 2-3 s with these copies).
+    Global names of ``fn`` bound to other jitable functions are rebound to their
+    copies (call them by name, not as ``module.attr``, in such code); a ``compiled``
+    form (e.g. ``math.sqrt`` for ``maths.sqrt``) replaces the Python body.
+    """
+    copy = _CPU_COPIES.get(fn)
+    if copy is not None:
+        return copy
+    compiled = getattr(fn, "__compiled__", None)
+    if compiled is not None and not hasattr(compiled, "__code__"):
+        copy = compiled  # a builtin Numba compiles itself (math.sqrt)
+    else:
+        body = compiled or fn
+        names = {name: cpu_inline(value) for name in body.__code__.co_names
+                 if getattr(value := body.__globals__.get(name), "__jitable__", False)}
+        glb = {**body.__globals__, **names}
+        clone = pytypes.FunctionType(body.__code__, glb, body.__name__, body.__defaults__,
+                                     body.__closure__)
+        clone.__module__, clone.__qualname__ = body.__module__, body.__qualname__
+        copy = njit(inline="always", error_model="numpy")(clone)
+    _CPU_COPIES[fn] = copy
+    return copy
 
 
 def _is_float32_type(numba_type: Any) -> bool:

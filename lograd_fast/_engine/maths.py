@@ -42,6 +42,7 @@ def _shim(np_fn, math_fn, name):
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"``{name}(x)``: ``math.{name}`` when compiled, ``numpy`` on arrays in Python."
+    fn.__jitable__, fn.__compiled__ = True, math_fn  # see jit.cpu_inline
     return fn
 
 
@@ -147,6 +148,7 @@ def _shim2(np_fn, scalar_fn, name, doc):
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = doc
+    fn.__jitable__, fn.__compiled__ = True, scalar_fn  # see jit.cpu_inline
     return fn
 
 
@@ -316,3 +318,116 @@ tanh_abs = _shim(_tanh_abs_np, _tanh_abs1, "tanh_abs")
 tanh_abs.__doc__ = ("``tanh_abs(a) = tanh(a)`` for ``a >= 0``, within 1 ulp of the correctly "
                     "rounded value, with the same formula on every backend.")
 __all__ += ["tanh_abs"]
+# --------------------------------------------------------------------------- vectorisable kernels
+# log, sin and cos as plain arithmetic (bit operations, +, *, /): unlike a libm call, LLVM
+# turns a loop of them into SIMD code (there is no vector libm here), and numpy, Numba
+# and the CUDA simulator evaluate them with the same IEEE operations in the same order,
+# so the random draws built on them (``_engine/rng.py``) agree bitwise on every backend.
+# The vectorised loops inline CPU copies of them (``jit.cpu_inline``); elsewhere they are
+# ordinary calls.
+# Coefficients: fdlibm (e_log.c, k_sin.c, k_cos.c: errors < 1 ulp) for float64;
+# fdlibm's e_logf.c and Cephes' sinf/cosf for float32.
+_U = np.uint64
+_U32 = np.uint32
+_LG1, _LG2 = 6.666666666666735130e-01, 3.999999999940941908e-01
+_LG3, _LG4 = 2.857142874366239149e-01, 2.222219843214978396e-01
+_LG5, _LG6, _LG7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_S1, _S2 = -1.66666666666666324348e-01, 8.33333333332248946124e-03
+_S3, _S4 = -1.98412698298579493134e-04, 2.75573137070700676789e-06
+_S5, _S6 = -2.50507602534068634195e-08, 1.58969099521155010221e-10
+_C1, _C2 = 4.16666666666666019037e-02, -1.38888888888741095749e-03
+_C3, _C4 = 2.48015872894767294178e-05, -2.75573143513906633035e-07
+_C5, _C6 = 2.08757232129817482790e-09, -1.13596475577881948265e-11
+_F = np.float32
+_LG1F, _LG2F = _F(0.66666662693), _F(0.40000972152)
+_LG3F, _LG4F = _F(0.28498786688), _F(0.24279078841)
+_LN2_HIF, _LN2_LOF = _F(6.9313812256e-01), _F(9.0580006145e-06)
+_S1F, _S2F, _S3F = _F(-1.6666654611e-1), _F(8.3321608736e-3), _F(-1.9515295891e-4)
+_C1F, _C2F, _C3F = _F(4.166664568298827e-2), _F(-1.388731625493765e-3), _F(2.443315711809948e-5)
+_HALF_F, _ONE_F, _TWO_F = _F(0.5), _F(1.0), _F(2.0)
+
+
+@jitable
+def log_f64(x):
+    """``log(x)`` for a positive, normal float64 ``x`` (< 1 ulp; fdlibm's algorithm:
+    ``x = 2**k (1 + f)`` with ``sqrt(2)/2 < 1 + f < sqrt(2)``, then a polynomial in
+    ``s = f / (2 + f)``), branch-free; no special cases (0, inf, NaN, subnormals)."""
+    bits = np.float64(x).view(np.uint64)
+    hx = bits >> _U(32)
+    k = np.int64(hx >> _U(20)) - 1023
+    hx = hx & _U(0x000FFFFF)
+    i = (hx + _U(0x95F64)) & _U(0x100000)  # 0x100000 where the mantissa >= sqrt(2)
+    k = k + np.int64(i >> _U(20))
+    f = np.uint64(((hx | (i ^ _U(0x3FF00000))) << _U(32)) | (bits & _U(0xFFFFFFFF))).view(
+        np.float64) - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    r = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7))) + w * (_LG2 + w * (_LG4 + w * _LG6))
+    hfsq = 0.5 * f * f
+    dk = np.float64(k)
+    return dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + dk * _LN2_LO)) - f)
+
+
+@jitable
+def log_f32(x):
+    """``log(x)`` for a positive, normal float32 ``x``, in float32 arithmetic (fdlibm's
+    e_logf.c, ~1 ulp), branch-free; no special cases."""
+    bits = np.float32(x).view(np.uint32)
+    ix = bits & _U32(0x007FFFFF)
+    i = (ix + _U32(0x4AFB20)) & _U32(0x800000)  # 0x800000 where the mantissa >= sqrt(2)
+    k = np.int32(bits >> _U32(23)) - np.int32(127) + np.int32(i >> _U32(23))
+    f = np.uint32(ix | (i ^ _U32(0x3F800000))).view(np.float32) - _ONE_F
+    s = f / (_TWO_F + f)
+    z = s * s
+    w = z * z
+    r = z * (_LG1F + w * _LG3F) + w * (_LG2F + w * _LG4F)
+    hfsq = _HALF_F * f * f
+    dk = np.float32(k)
+    return dk * _LN2_HIF - ((hfsq - (s * (hfsq + r) + dk * _LN2_LOF)) - f)
+
+
+@jitable
+def sin_kernel_f64(x):
+    """``sin(x)`` for ``|x| <= pi/4`` (fdlibm's __kernel_sin, < 1 ulp)."""
+    z = x * x
+    r = _S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))
+    return x + z * x * (_S1 + z * r)
+
+
+@jitable
+def cos_kernel_f64(x):
+    """``cos(x)`` for ``|x| <= pi/4`` (fdlibm's __kernel_cos, < 1 ulp)."""
+    z = x * x
+    r = z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))
+    hz = 0.5 * z
+    w = 1.0 - hz
+    return w + (((1.0 - w) - hz) + z * r)
+
+
+@jitable
+def sin_kernel_f32(x):
+    """``sin(x)`` for ``|x| <= pi/4``, float32 (Cephes' sinf polynomial)."""
+    z = x * x
+    return ((_S3F * z + _S2F) * z + _S1F) * z * x + x
+
+
+@jitable
+def cos_kernel_f32(x):
+    """``cos(x)`` for ``|x| <= pi/4``, float32 (Cephes' cosf polynomial)."""
+    z = x * x
+    return ((_C3F * z + _C2F) * z + _C1F) * z * z - _HALF_F * z + _ONE_F
+
+
+def _where_compiled(cond, a, b):
+    return a if cond else b
+
+
+def where(cond, a, b):
+    """``a if cond else b``, elementwise on arrays (``numpy.where``); a select (no branch)
+    in compiled code."""
+    return np.where(cond, a, b)[()]
+
+
+jitable(where, compiled=_where_compiled)

@@ -1,43 +1,84 @@
 """Counter-based random numbers: Philox4x32-10 and the draws built on it.
 
-Every random number in lograd_fast is a pure function of ``(seed, stream, atom, block)``:
+Every random number in lograd_fast is a pure function of the key
+``(seed mod 2**32, seed div 2**32)``, the stream id and a counter; there is no
+generator state, so results are bitwise identical for any thread count, on CPU and
+GPU, and when a job is split.  Counters ``(c0, c1, c2, c3)`` come in two spaces:
 
-* ``key     = (seed mod 2**32, seed div 2**32)``
-* ``counter = (block, atom mod 2**32, atom div 2**32, stream)``
+* **Variates** (``c0 = 0``): the draws a family's sampler needs for every atom (one
+  normal per Normal atom, ``D`` normals per multivariate-normal row, one uniform per
+  Bernoulli atom, ...) are numbered ``v = atom * V + k`` (``V`` per atom, ``k < V``;
+  ``atom`` counts from the call's first atom plus the key's atom offset) and packed
+  ``L`` to a Philox block: variate ``v`` is lane ``v mod L`` of block
+  ``(0, g mod 2**32, g div 2**32, stream)`` with ``g = v div L``.  The CPU drivers
+  compute them for thousands of atoms at a time in flat loops that LLVM vectorises
+  (:func:`fill_variates`), then run the per-atom maths; the CUDA kernels and plain
+  Python compute an atom's own variates on demand (:func:`normal_variate`, ...).
 
-where ``atom`` is the flat index of the scalar (or row) being drawn in a call and
-``block = 0, 1, 2, ...`` counts the Philox blocks that atom consumes (a rejection
-sampler simply takes more blocks).  There is no generator state, so results are
-bitwise identical for any thread count, on CPU and GPU, and when a job is split.
+  ================  =====================  ===========================================
+  kind              L (float64 / float32)  lanes of one block ``(w0, w1, w2, w3)``
+  ================  =====================  ===========================================
+  ``normal``        2 / 4                  Box-Muller pairs: float64 ``(u1, u2)`` =
+                                           52-bit uniforms of ``(w0, w1)``, ``(w2, w3)``
+                                           -> lanes ``r cos t``, ``r sin t``; float32
+                                           pairs ``(w0, w1)`` and ``(w2, w3)``
+  ``uniform``       2 / 4                  ``u01_f64(w0, w1)``, ``u01_f64(w2, w3)`` /
+                                           ``u01_f32(w_i)``
+  ``exponential``   2 / 4                  ``-log`` of the ``uniform`` lanes
+  ``uniform64``     2 (any dtype)          the float64 uniforms (discrete families)
+  ``block``         1 block per atom       the atom's whole block ``(0, atom, stream)``
+  ================  =====================  ===========================================
 
-A *stream tuple* ``st = (k0, k1, atom_lo, atom_hi, stream, w0, w1, w2, w3)`` (uint64
-holding 32-bit values: the key, the atom's counter words and its block 0, which every
-sampler needs first) identifies an atom; :func:`philox_block` turns ``(st, block)``
-into four 32-bit words.  All words are carried in uint64 so that the 32x32->64 bit
-products of Philox are exact in Numba, in CUDA and in plain Python alike.
+* **Per-atom blocks** (``c0 = block >= 1``, or ``0`` for the ``block`` kind): counter
+  ``(block, atom mod 2**32, atom div 2**32, stream)``, for rejection samplers that need
+  an unbounded number of draws (gamma, Poisson's PTRS, ...): :func:`philox_block`.
 
-Draws
------
+The two spaces never meet (``c0 = 0`` for variates of a group ``g``, ``c0 >= 1`` for
+an atom's extra blocks), so the draws of one call are independent.
+
+Transforms (all pure arithmetic, so numpy, Numba and CUDA agree bitwise and LLVM
+vectorises them):
+
 * :func:`u01_f64` / :func:`u01_f32`: uniforms strictly inside (0, 1)
   (``(k + 1/2) 2**-52`` and ``(k + 1/2) 2**-23``), so a ``log`` of them is finite.
-* :func:`std_normal`: the ziggurat method (Marsaglia & Tsang 2000, 256 layers):
-  one block per normal on the fast path (~99% of draws).  Float32 uses one 32-bit
-  word (8 layer bits, 1 sign bit, 23 mantissa bits), float64 one 64-bit word
-  (8 + 1 + 52 bits).  About 3x faster than Box-Muller here (see benchmarks).
-* :func:`std_exponential`: inversion ``-log(u)``.
+* Normals by Box-Muller with our own polynomial ``log`` / ``sin`` / ``cos``
+  (``_engine/maths.py``): ``r = sqrt(-2 log u1)``, ``t`` uniform on the circle, the
+  quadrant taken exactly from the integer bits.  float64: ``u1 >= 2**-53``, so
+  ``|z| <= 8.57``; float32 draws are computed in float32 (twice the SIMD lanes) from a
+  32-bit ``u1 >= 2**-33``: ``|z| <= 6.77``.
 
 References: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC11);
-Marsaglia & Tsang, "The ziggurat method for generating random variables" (JSS 2000).
+Box & Muller, "A note on the generation of random normal deviates" (1958).
 """
 
 from __future__ import annotations
 
 import math
-import types
+from typing import NamedTuple
 
 import numpy as np
+from numba import njit, types
+from numba.extending import overload
 
-from .jit import by_dtype, jitable, jitable_hot
+from .jit import (
+    _JIT_OPTIONS,
+    _inline_on_cpu,
+    by_dtype,
+    cpu_inline,
+    jitable,
+    jitable_flat,
+    jitable_hot,
+)
+from .maths import (
+    cos_kernel_f32,
+    cos_kernel_f64,
+    log_f32,
+    log_f64,
+    sin_kernel_f32,
+    sin_kernel_f64,
+    sqrt,
+    where,
+)
 
 __all__ = [
     "philox4x32",
@@ -48,10 +89,17 @@ __all__ = [
     "uniform",
     "std_normal",
     "std_exponential",
-    "ZIGGURAT",
+    "std_gamma_log",
+    "std_gamma_log_from",
+    "Variates",
+    "normal_variate",
+    "uniform_variate",
+    "exponential_variate",
+    "fill_variates",
 ]
 
 _U = np.uint64
+_F = np.float32
 _MASK32 = _U(0xFFFFFFFF)
 _SHIFT32 = _U(32)
 _PHILOX_M0 = _U(0xD2511F53)
@@ -74,57 +122,14 @@ def _philox4x32(c0, c1, c2, c3, k0, k1):
     return (p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _SHIFT32) ^ c3 ^ k1, p0 & _MASK32
 
 
-def _named_copy(fn, name: str):
-    """A second function object with ``fn``'s code (Numba overloads key on the object)."""
-    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__,
-                              fn.__closure__)
-    copy.__doc__, copy.__qualname__ = fn.__doc__, name
-    return copy
+# Philox is an ordinary compiled call where one block is needed at a time (rejection
+# samplers, CUDA); the CPU's variate passes inline a copy of it (``cpu_inline``) into
+# flat loops that LLVM vectorises: all 10 rounds of 8 blocks per AVX-512 instruction.
+philox4x32 = jitable(_philox4x32)
+philox4x32.__name__ = philox4x32.__qualname__ = "philox4x32"
 
 
-# Two compiled forms of the same Philox code.  ``philox4x32`` is inlined at the IR level
-# on the CPU: in the drivers' block-0 prepass (a flat loop that LLVM vectorises) and in
-# ``make_stream`` (the streaming estimators draw block 0 per atom: inlined, 246 against
-# 320 ns per Normal D=8 draw through a call).  ``philox4x32_call`` is an ordinary
-# compiled call, used for blocks beyond 0 (rejections, several blocks per atom).
-# Inlining Philox there too tripled the compile time (cold Normal sample_and_score:
-# 17 s against 8 s CPU) for no measurable run-time gain (11.5 vs 11.4 ns per draw).
-philox4x32 = jitable_hot(_named_copy(_philox4x32, "philox4x32"))
-philox4x32_call = jitable(_named_copy(_philox4x32, "philox4x32_call"))
-
-
-@jitable_hot
-def make_stream(seed_lo, seed_hi, stream, atom):
-    """The stream tuple of atom ``atom`` (a non-negative int64) of a call.
-
-    It carries block 0 (every sampler starts there), computed here: see
-    :func:`stream_with_block0` for why."""
-    a = _U(atom)
-    lo = a & _MASK32
-    hi = a >> _SHIFT32
-    w = philox4x32(_U(0), lo, hi, stream, seed_lo, seed_hi)
-    return (seed_lo, seed_hi, lo, hi, stream, w[0], w[1], w[2], w[3])
-
-
-@jitable_hot
-def stream_with_block0(seed_lo, seed_hi, stream, atom, w0, w1, w2, w3):
-    """The stream tuple of ``atom`` given its block 0, computed beforehand.
-
-    The CPU drivers compute block 0 of a whole chunk of atoms in a separate loop
-    that vectorises (Philox is 10 dependent rounds: scalar it is latency-bound),
-    then run the branchy per-atom samplers with it."""
-    a = _U(atom)
-    return (seed_lo, seed_hi, a & _MASK32, a >> _SHIFT32, stream, w0, w1, w2, w3)
-
-
-@jitable_hot
-def philox_block(st, block):
-    """Four uint32 words (as uint64) of block ``block`` of the atom ``st``."""
-    if block == 0:
-        return st[5], st[6], st[7], st[8]
-    return philox4x32_call(_U(block), st[2], st[3], st[4], st[0], st[1])
-
-
+# --------------------------------------------------------------------------- uniforms
 @jitable_hot
 def u01_f64(w_hi, w_lo):
     """Uniform float64 in (0, 1) from 52 bits of two words: ``(k + 1/2) / 2**52``."""
@@ -139,156 +144,356 @@ def u01_f32(w):
     return np.float32((np.float64(k) + 0.5) * 1.1920928955078125e-07)
 
 
-# --------------------------------------------------------------------------
-# Ziggurat tables (computed here, at import, from the definition).
-#
-# Layers i = 0..N-1 with boundaries X[0] > X[1] = r > X[2] > ... > X[N] = 0 and
-# f(x) = exp(-x^2/2); every layer has area v.  Layer i >= 1 is the box
-# [0, X[i]] x [f(X[i]), f(X[i+1])]; layer 0 is the base box [0, r] x [0, f(r)]
-# plus the tail x > r, given the pseudo-width X[0] = v / f(r).
-# Draw layer i and x = U * X[i]; if x < X[i+1] accept at once.
-# --------------------------------------------------------------------------
-_ZIG_N = 256
-
-
-def _ziggurat_boundaries(r: float) -> tuple[np.ndarray, float]:
-    """Boundaries X for a tail start r, and the residual f(X[N-1]) + v/X[N-1] - 1."""
-    f_r = math.exp(-0.5 * r * r)
-    tail = math.sqrt(math.pi / 2.0) * math.erfc(r / math.sqrt(2.0))
-    v = r * f_r + tail
-    x = np.empty(_ZIG_N + 1)
-    x[0] = v / f_r
-    x[1] = r
-    for i in range(1, _ZIG_N - 1):
-        y = math.exp(-0.5 * x[i] * x[i]) + v / x[i]
-        if y >= 1.0:
-            return x, 1.0  # r too small: the layers reach the top too early
-        x[i + 1] = math.sqrt(-2.0 * math.log(y))
-    x[_ZIG_N] = 0.0
-    residual = math.exp(-0.5 * x[_ZIG_N - 1] ** 2) + v / x[_ZIG_N - 1] - 1.0
-    return x, residual
-
-
-def _solve_ziggurat() -> np.ndarray:
-    lo, hi = 3.0, 4.0  # residual(lo) > 0 > residual(hi)
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid == lo or mid == hi:
-            break  # adjacent doubles: further steps change nothing (~55 steps, not 200)
-        _, res = _ziggurat_boundaries(mid)
-        if res > 0.0:
-            lo = mid
-        else:
-            hi = mid
-    x, _ = _ziggurat_boundaries(hi)
-    return x
-
-
-_ZX = _solve_ziggurat()
-ZIGGURAT = {"r": float(_ZX[1]), "x": _ZX}
-_ZIG_R = float(_ZX[1])
-_ZIG_INV_R = 1.0 / _ZIG_R
-# float64 path: 52-bit magnitudes
-_ZW64 = _ZX[:-1] / 2.0**52
-_ZK64 = np.floor(2.0**52 * (_ZX[1:] / _ZX[:-1])).astype(np.uint64)
-_ZF64 = np.exp(-0.5 * _ZX**2)
-# float32 path: 23-bit magnitudes, float32 tables
-_ZW32 = (_ZX[:-1] / 2.0**23).astype(np.float32)
-_ZK32 = np.floor(2.0**23 * (_ZX[1:] / _ZX[:-1])).astype(np.uint64)
-_ZF32 = np.exp(-0.5 * _ZX**2).astype(np.float32)
+# --------------------------------------------------------------------------- Box-Muller
+_HALF_PI_2M50 = (math.pi / 2.0) * 2.0**-50
+_HALF_PI_2M24 = _F((math.pi / 2.0) * 2.0**-24)
+_TWO_M32 = 2.0**-32
+_MINUS_TWO_F = _F(-2.0)
+_HALF_F = _F(0.5)
 
 
 @jitable
-def _normal_tail(st, block, negative):
-    """Tail x > r of the normal (Marsaglia 1964): returns (x, next block)."""
-    while True:
-        w = philox_block(st, block)
-        block += 1
-        xx = -math.log(u01_f64(w[0], w[1])) * _ZIG_INV_R
-        yy = -math.log(u01_f64(w[2], w[3]))
-        if yy + yy > xx * xx:
-            x = _ZIG_R + xx
-            return (-x if negative else x), block
+def _quarter_turns(q, c, s):
+    """``(cos, sin)`` of ``t + q pi/2`` from ``c, s = cos t, sin t`` (exact: swaps and
+    sign flips); ``q`` in 0..3 (uint64)."""
+    swap = (q & _U(1)) != _U(0)
+    cq = where(swap, s, c)
+    sq = where(swap, c, s)
+    return (where(((q + _U(1)) & _U(2)) != _U(0), -cq, cq),
+            where((q & _U(2)) != _U(0), -sq, sq))
 
 
 @jitable
-def _std_normal_slow_f64(st, block):
-    """The full ziggurat from ``block`` on (the fast path below inlines its first step)."""
-    while True:
-        w = philox_block(st, block)
-        block += 1
-        r = (w[0] << _SHIFT32) | w[1]
-        idx = r & _U(0xFF)
-        negative = ((r >> _U(8)) & _U(1)) != _U(0)
-        rabs = r >> _U(12)  # 52 bits
-        x = np.float64(rabs) * _ZW64[idx]
-        if rabs < _ZK64[idx]:
-            return (-x if negative else x), block
-        if idx == _U(0):
-            return _normal_tail(st, block, negative)
-        # wedge: uniform height inside layer idx, from the unused words
-        u = u01_f64(w[2], w[3])
-        y = _ZF64[idx] + u * (_ZF64[idx + _U(1)] - _ZF64[idx])
-        if y < math.exp(-0.5 * x * x):
-            return (-x if negative else x), block
+def box_muller_f64(w0, w1, w2, w3):
+    """Two independent float64 standard normals from one Philox block.
+
+    ``r = sqrt(-2 log u1)`` with ``u1 = u01_f64(w0, w1)``; the angle is the 52-bit
+    integer ``k`` of ``(w2, w3)``: quadrant ``k >> 50``, and ``t = (j + 1/2) pi/2**51``
+    with ``j = (k mod 2**50) - 2**49``, so ``|t| < pi/4`` where the kernels are exact."""
+    r = sqrt(-2.0 * log_f64(u01_f64(w0, w1)))
+    k = ((w2 << _U(20)) | (w3 >> _U(12))) & _U(0xFFFFFFFFFFFFF)
+    j = np.int64(k & _U(0x3FFFFFFFFFFFF)) - np.int64(0x2000000000000)
+    t = (np.float64(j) + 0.5) * _HALF_PI_2M50
+    c, s = _quarter_turns(k >> _U(50), cos_kernel_f64(t), sin_kernel_f64(t))
+    return r * c, r * s
 
 
 @jitable
-def _std_normal_slow_f32(st, block):
-    """The full ziggurat from ``block`` on (the fast path below inlines its first step)."""
-    while True:
-        w = philox_block(st, block)
-        block += 1
-        r = w[0]
-        idx = r & _U(0xFF)
-        negative = ((r >> _U(8)) & _U(1)) != _U(0)
-        rabs = r >> _U(9)  # 23 bits
-        x = np.float32(rabs) * _ZW32[idx]
-        if rabs < _ZK32[idx]:
-            return (-x if negative else x), block
-        if idx == _U(0):
-            t, block = _normal_tail(st, block, negative)
-            return np.float32(t), block
-        u = u01_f32(w[1])
-        y = _ZF32[idx] + u * (_ZF32[idx + _U(1)] - _ZF32[idx])
-        if np.float64(y) < math.exp(-0.5 * np.float64(x) * np.float64(x)):
-            return (-x if negative else x), block
+def box_muller_f32(wa, wb):
+    """Two independent float32 standard normals from two 32-bit words, in float32
+    arithmetic: ``u1 = (wa + 1/2) 2**-32`` rounded to float32 (so ``u1 >= 2**-33`` and
+    ``|z| <= 6.77``), quadrant ``wb >> 30``, ``t = (j + 1/2) pi/2**25`` with ``j`` the
+    next 24 bits of ``wb`` minus ``2**23``."""
+    u1 = np.float32((np.float64(wa) + 0.5) * _TWO_M32)
+    r = np.float32(sqrt(_MINUS_TWO_F * log_f32(u1)))
+    j = np.int64((wb >> _U(6)) & _U(0xFFFFFF)) - np.int64(0x800000)
+    t = (np.float32(j) + _HALF_F) * _HALF_PI_2M24
+    c, s = _quarter_turns(wb >> _U(30), cos_kernel_f32(t), sin_kernel_f32(t))
+    return r * c, r * s
 
 
-# The ~99% fast path is inlined at every call site (measured: 2.3 ns per draw inlined
-# against 12 ns through a call); rejections continue in the slow function, which
-# redoes the same first step, so both routes give the same draws.
+# --------------------------------------------------------------------------- variates
+class _Kind(NamedTuple):
+    lanes64: int  # variates per Philox block, float64
+    lanes32: int  # float32
+    fixed64: bool  # float64 whatever the distribution's dtype
+
+
+KINDS = {
+    "normal": _Kind(2, 4, False),
+    "uniform": _Kind(2, 4, False),
+    "exponential": _Kind(2, 4, False),
+    "uniform64": _Kind(2, 2, True),
+    "block": _Kind(1, 1, True),
+}
+MAX_LANES = 4
+
+
+class Variates(NamedTuple):
+    """What a family's sampler draws per atom, computed by the drivers' vectorised
+    pass (the ``variates`` attribute of a family's ``scalar`` class).
+
+    ``kind``      a key of :data:`KINDS`;
+    ``per_atom``  ``V``: an int, or a :func:`~.jit.jitable` function of the parameter
+                  record (e.g. the row length ``D`` of a multivariate normal).
+    """
+
+    kind: str = "block"
+    per_atom: object = 1
+
+
+def lanes(kind: str, dtype) -> int:
+    """Variates per Philox block of ``kind`` for the distribution dtype ``dtype``."""
+    k = KINDS[kind]
+    return k.lanes32 if np.dtype(dtype) == np.float32 and not k.fixed64 else k.lanes64
+
+
+def variate_dtype(kind: str, dtype) -> np.dtype:
+    if kind == "block":
+        return np.dtype(np.uint64)
+    if KINDS[kind].fixed64:
+        return np.dtype(np.float64)
+    return np.dtype(dtype)
+
+
+# One block's lanes, per kind and dtype: (w0, w1, w2, w3) -> L values.
+@jitable
+def _normal_lanes_f64(w0, w1, w2, w3):
+    return box_muller_f64(w0, w1, w2, w3)
+
+
+@jitable
+def _normal_lanes_f32(w0, w1, w2, w3):
+    a0, a1 = box_muller_f32(w0, w1)
+    b0, b1 = box_muller_f32(w2, w3)
+    return a0, a1, b0, b1
+
+
+@jitable
+def _uniform_lanes_f64(w0, w1, w2, w3):
+    return u01_f64(w0, w1), u01_f64(w2, w3)
+
+
+@jitable
+def _uniform_lanes_f32(w0, w1, w2, w3):
+    return u01_f32(w0), u01_f32(w1), u01_f32(w2), u01_f32(w3)
+
+
+@jitable
+def _exponential_lanes_f64(w0, w1, w2, w3):
+    return -log_f64(u01_f64(w0, w1)), -log_f64(u01_f64(w2, w3))
+
+
+@jitable
+def _exponential_lanes_f32(w0, w1, w2, w3):
+    return (-log_f32(u01_f32(w0)), -log_f32(u01_f32(w1)), -log_f32(u01_f32(w2)),
+            -log_f32(u01_f32(w3)))
+
+
+@jitable
+def _group_block(key0, key1, stream, g):
+    """The Philox block of variate group ``g`` (uint64)."""
+    return philox4x32(_U(0), g & _MASK32, g >> _SHIFT32, stream, key0, key1)
+
+
+def _make_fill(lanes_fn, n_lanes: int, name: str):
+    """A vectorised fill of variates ``v0 .. v0+n-1`` (``v0 = (key[3] + a0) * V``) into
+    ``buf[off:off+n]``; returns ``off = v0 mod L`` (the whole first block is written)."""
+    L = _U(n_lanes)
+    src = f"""
+def {name}(key, a0, n_atoms, V, buf):
+    v0 = _U(key[3] + a0) * _U(V)
+    g0 = v0 // L
+    n_groups = np.int64((v0 + _U(n_atoms * V) + L - _U(1)) // L - g0)
+    for t in range(n_groups):
+        w0, w1, w2, w3 = _group_block(key[0], key[1], key[2], g0 + _U(t))
+        {', '.join(f'buf[{n_lanes} * t + {i}]' for i in range(n_lanes))} = \\
+            lanes_fn(w0, w1, w2, w3)
+    return np.int64(v0 - g0 * L)
+"""
+    ns = {"_U": _U, "np": np, "L": L, "_group_block": cpu_inline(_group_block),
+          "lanes_fn": cpu_inline(lanes_fn)}
+    # a fixed template (the lane count unrolled); compiled under this file's name so that
+    # Numba's on-disk cache (keyed on the package sources) serves it like any kernel
+    exec(compile(src, __file__, "exec"), ns)  # noqa: S102
+    fn = ns[name]
+    fn.__module__ = __name__
+    return njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(fn)
+
+
+_philox_inline = cpu_inline(philox4x32)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _fill_blocks(key, a0, n_atoms, V, buf):
+    """Block 0 of atoms ``a0 .. a0+n-1`` (the ``block`` kind) into ``buf[:, :n]``."""
+    for j in range(n_atoms):
+        a = _U(key[3] + a0 + j)
+        w = _philox_inline(_U(0), a & _MASK32, a >> _SHIFT32, key[2], key[0], key[1])
+        buf[0, j] = w[0]
+        buf[1, j] = w[1]
+        buf[2, j] = w[2]
+        buf[3, j] = w[3]
+    return np.int64(0)
+
+
+_FILL = {
+    ("normal", 64): _make_fill(_normal_lanes_f64, 2, "fill_normal_f64"),
+    ("normal", 32): _make_fill(_normal_lanes_f32, 4, "fill_normal_f32"),
+    ("uniform", 64): _make_fill(_uniform_lanes_f64, 2, "fill_uniform_f64"),
+    ("uniform", 32): _make_fill(_uniform_lanes_f32, 4, "fill_uniform_f32"),
+    ("exponential", 64): _make_fill(_exponential_lanes_f64, 2, "fill_exponential_f64"),
+    ("exponential", 32): _make_fill(_exponential_lanes_f32, 4, "fill_exponential_f32"),
+    ("block", 64): _fill_blocks,
+}
+_FILL["uniform64", 64] = _FILL["uniform64", 32] = _FILL["uniform", 64]
+_FILL["block", 32] = _fill_blocks
+
+
+def fill_function(kind: str, float32: bool):
+    """The compiled vectorised fill of ``kind`` (see :func:`fill_variates`)."""
+    return _FILL[kind, 32 if float32 and not KINDS[kind].fixed64 else 64]
+
+
+def fill_variates(kind: str, dtype, key, a0: int, n_atoms: int, V: int,
+                  buf: np.ndarray) -> int:
+    """Variates ``(key[3] + a0) * V ...`` of ``n_atoms`` atoms into ``buf`` (1-D, of
+    :func:`variate_dtype`, ``n_atoms * V + 2 * MAX_LANES`` long; the ``block`` kind:
+    ``(4, n_atoms)`` uint64); returns the offset of the first one in ``buf``."""
+    return int(fill_function(kind, np.dtype(dtype) == np.float32)(
+        key, np.int64(a0), np.int64(n_atoms), np.int64(V), buf))
+
+
+# --------------------------------------------------------------------------- stream tuples
+# An atom's stream tuple: (key0, key1, atom_lo, atom_hi, stream) when its variates are
+# computed on demand (CUDA, Python), or (key0, key1, atom_lo, atom_hi, stream, buf, j)
+# inside the CPU drivers, where buf[j + k] already holds its variate k (for the
+# ``block`` kind: buf[:, j] holds its block 0).
 @jitable_hot
-def _std_normal_f64(st, block):
-    w = philox_block(st, block)
-    r = (w[0] << _SHIFT32) | w[1]
-    idx = r & _U(0xFF)
-    rabs = r >> _U(12)
-    if rabs < _ZK64[idx]:
-        x = np.float64(rabs) * _ZW64[idx]
-        return (-x if (r & _U(0x100)) != _U(0) else x), block + 1
-    return _std_normal_slow_f64(st, block)
+def make_stream(seed_lo, seed_hi, stream, atom):
+    """The stream tuple of atom ``atom`` (a non-negative int64) of a call."""
+    a = _U(atom)
+    return (seed_lo, seed_hi, a & _MASK32, a >> _SHIFT32, stream)
 
 
-@jitable_hot
-def _std_normal_f32(st, block):
-    w = philox_block(st, block)
-    r = w[0]
-    idx = r & _U(0xFF)
-    rabs = r >> _U(9)
-    if rabs < _ZK32[idx]:
-        x = np.float32(rabs) * _ZW32[idx]
-        return (-x if (r & _U(0x100)) != _U(0) else x), block + 1
-    return _std_normal_slow_f32(st, block)
+@njit(inline="always")
+def buffered_stream(key, atom, buf, j):
+    """The stream tuple of atom ``key[3] + atom`` whose variates are ``buf[j:]``."""
+    a = _U(key[3] + atom)
+    return (key[0], key[1], a & _MASK32, a >> _SHIFT32, key[2], buf, j)
 
 
-std_normal = by_dtype(_std_normal_f32, _std_normal_f64)
-std_normal.__doc__ = """``std_normal(like, st, block) -> (z, next_block)``: a standard normal.
-
-``like`` (an array or scalar) picks float32 or float64; ``st`` is the atom's stream
-tuple and ``block`` the first Philox block to use."""
+def _is_buffered(st) -> bool:
+    """Does the stream tuple (a Numba type or a Python tuple) carry a buffer?"""
+    return len(st) == 7
 
 
+def _philox_block_computed(st, block):
+    return philox4x32(_U(block), st[2], st[3], st[4], st[0], st[1])
+
+
+def _philox_block_buffered(st, block):
+    if block == 0 and st[5].ndim == 2:
+        w = st[5]
+        j = st[6]
+        return w[0, j], w[1, j], w[2, j], w[3, j]
+    return philox4x32(_U(block), st[2], st[3], st[4], st[0], st[1])
+
+
+def philox_block(st, block):
+    """Four uint32 words (as uint64) of the atom's Philox block ``block``: counter
+    ``(block, atom_lo, atom_hi, stream)``.  (Block 0 is the ``block`` kind's variate,
+    which the CPU drivers compute beforehand, vectorised.)"""
+    if _is_buffered(st):
+        return _philox_block_buffered(st, block)
+    return _philox_block_computed(st, block)
+
+
+def _philox_block_typer(st, block):
+    if _is_buffered(st) and isinstance(st[5], types.Array) and st[5].ndim == 2:
+        return _philox_block_buffered
+    return _philox_block_computed
+
+
+overload(philox_block, target="generic", strict=False, jit_options=_JIT_OPTIONS,
+         inline=_inline_on_cpu)(_philox_block_typer)
+
+
+@jitable
+def _variate_block(st, V, k, n_lanes):
+    """``(block words, lane)`` of the atom's variate ``k`` (of ``V``), computed on demand."""
+    a = st[2] | (st[3] << _SHIFT32)
+    v = a * _U(V) + _U(k)
+    L = _U(n_lanes)
+    w = _group_block(st[0], st[1], st[4], v // L)
+    return w, np.int64(v % L)
+
+
+@jitable
+def _pick2(lane, values):
+    return where(lane == 0, values[0], values[1])
+
+
+@jitable
+def _pick4(lane, values):
+    return where(lane < 2, where(lane == 0, values[0], values[1]),
+                 where(lane == 2, values[2], values[3]))
+
+
+def _computed(lanes_fn, n_lanes: int, name: str):
+    """The atom's variate ``k`` (of ``V``) of the kind whose block lanes ``lanes_fn``
+    gives, computed on demand: its group's block, transformed, its lane picked."""
+    pick = _pick2 if n_lanes == 2 else _pick4
+
+    def computed(st, V, k):
+        w, lane = _variate_block(st, V, k, n_lanes)
+        return pick(lane, lanes_fn(w[0], w[1], w[2], w[3]))
+
+    computed.__name__ = computed.__qualname__ = name
+    return jitable_flat(computed)
+
+
+_normal_computed_f64 = _computed(_normal_lanes_f64, 2, "_normal_computed_f64")
+_normal_computed_f32 = _computed(_normal_lanes_f32, 4, "_normal_computed_f32")
+_uniform_computed_f64 = _computed(_uniform_lanes_f64, 2, "_uniform_computed_f64")
+_uniform_computed_f32 = _computed(_uniform_lanes_f32, 4, "_uniform_computed_f32")
+
+
+@jitable_flat
+def _exponential_computed_f64(st, V, k):
+    return -log_f64(_uniform_computed_f64(st, V, k))
+
+
+@jitable_flat
+def _exponential_computed_f32(st, V, k):
+    return -log_f32(_uniform_computed_f32(st, V, k))
+
+
+_normal_computed = by_dtype(_normal_computed_f32, _normal_computed_f64)
+_uniform_computed = by_dtype(_uniform_computed_f32, _uniform_computed_f64)
+_exponential_computed = by_dtype(_exponential_computed_f32, _exponential_computed_f64)
+
+
+def _from_buffer(like, st, V, k):
+    return st[5][st[6] + k]
+
+
+def _variate_accessor(name: str, computed, doc: str):
+    def accessor(like, st, V, k):
+        if _is_buffered(st):
+            return _from_buffer(like, st, V, k)
+        return computed(like, st, V, k)
+
+    accessor.__name__ = accessor.__qualname__ = name
+    accessor.__doc__ = doc
+
+    def typer(like, st, V, k):
+        if _is_buffered(st):
+            return _from_buffer
+        return lambda like, st, V, k: computed(like, st, V, k)
+
+    overload(accessor, target="generic", strict=False, jit_options=_JIT_OPTIONS,
+             inline=_inline_on_cpu)(typer)
+    return accessor
+
+
+normal_variate = _variate_accessor(
+    "normal_variate", _normal_computed,
+    """``normal_variate(like, st, V, k)``: the atom's ``k``-th of its ``V`` standard normal
+    variates (kind ``normal``), float32 or float64 like ``like``.  ``V`` must be the
+    family's ``Variates.per_atom`` (the CPU drivers read the variate from their buffer;
+    CUDA and Python compute it from ``atom * V + k``).""")
+uniform_variate = _variate_accessor(
+    "uniform_variate", _uniform_computed,
+    """``uniform_variate(like, st, V, k)``: the atom's ``k``-th of ``V`` uniform variates in
+    (0, 1) (kind ``uniform``; pass a float64 ``like`` for the kind ``uniform64``).""")
+exponential_variate = _variate_accessor(
+    "exponential_variate", _exponential_computed,
+    """``exponential_variate(like, st, V, k)``: the atom's ``k``-th of ``V`` Exp(1) variates
+    (kind ``exponential``).""")
+
+
+# --------------------------------------------------------------------------- per-atom blocks
 @jitable_hot
 def _uniform_f64(st, block):
     w = philox_block(st, block)
@@ -302,23 +507,45 @@ def _uniform_f32(st, block):
 
 
 uniform = by_dtype(_uniform_f32, _uniform_f64)
-uniform.__doc__ = """``uniform(like, st, block) -> (u, next_block)``: u uniform in (0, 1)."""
+uniform.__doc__ = """``uniform(like, st, block) -> (u, next_block)``: u uniform in (0, 1)
+from the atom's Philox block ``block``."""
 
 
-@jitable_hot
+@jitable_flat
+def _std_normal_f64(st, block):
+    w = philox_block(st, block)
+    z, _ = box_muller_f64(w[0], w[1], w[2], w[3])
+    return z, block + 1
+
+
+@jitable_flat
+def _std_normal_f32(st, block):
+    w = philox_block(st, block)
+    z, _ = box_muller_f32(w[0], w[1])
+    return z, block + 1
+
+
+std_normal = by_dtype(_std_normal_f32, _std_normal_f64)
+std_normal.__doc__ = """``std_normal(like, st, block) -> (z, next_block)``: a standard normal
+(Box-Muller, the cosine lane) from the atom's Philox block ``block``, for samplers that
+need a variable number of normals; ``like`` picks float32 or float64."""
+
+
+@jitable_flat
 def _std_exponential_f64(st, block):
     u, block = _uniform_f64(st, block)
-    return -math.log(u), block
+    return -log_f64(u), block
 
 
-@jitable_hot
+@jitable_flat
 def _std_exponential_f32(st, block):
     u, block = _uniform_f32(st, block)
-    return np.float32(-math.log(np.float64(u))), block
+    return -log_f32(u), block
 
 
 std_exponential = by_dtype(_std_exponential_f32, _std_exponential_f64)
-std_exponential.__doc__ = """``std_exponential(like, st, block) -> (e, next_block)``: Exp(1)."""
+std_exponential.__doc__ = """``std_exponential(like, st, block) -> (e, next_block)``: Exp(1)
+from the atom's Philox block ``block``."""
 
 
 # --------------------------------------------------------------------------
@@ -330,71 +557,59 @@ std_exponential.__doc__ = """``std_exponential(like, st, block) -> (e, next_bloc
 # For alpha < 1 (the "boost"): G(alpha) = G(alpha + 1) * U^(1/alpha), done as
 # log G = log G(alpha + 1) + log(U) / alpha, which is finite for any alpha > 0,
 # whereas G itself underflows to 0 for alpha ~ 1e-3 about half of the time.
-# Draw order within the atom: [normal, uniform] per proposal, then the boost
-# uniform.  Arithmetic is float64 for both dtypes; float32 only selects the
-# 32-bit normal and uniform draws (one Philox word each).
+# The first proposal's normal ``z0`` is given (the families take it from their
+# vectorised ``normal`` variates, so the common case draws no scalar normal); then
+# the atom's blocks from ``block`` on: the proposal's uniform, then [normal, uniform]
+# per further proposal, then the boost uniform.  Arithmetic is float64 for both
+# dtypes; float32 only selects the 32-bit normal and uniform draws.
 # --------------------------------------------------------------------------
 _ONE_THIRD = 1.0 / 3.0
 
 
 @jitable
-def _std_gamma_log_f64(st, block, alpha):
+def std_gamma_log_from(like, st, z0, block, alpha):
     boost = alpha < 1.0
     d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
     c = 1.0 / math.sqrt(9.0 * d)
+    z = np.float64(z0)
     while True:
-        z, block = _std_normal_f64(st, block)
         v = 1.0 + c * z
-        if v <= 0.0:
-            continue
-        v = v * v * v
-        u, block = _uniform_f64(st, block)
-        z2 = z * z
-        if u < 1.0 - 0.0331 * z2 * z2:
-            break
-        if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
-            break
+        if v > 0.0:
+            v = v * v * v
+            u, block = uniform(like, st, block)
+            u = np.float64(u)
+            z2 = z * z
+            if u < 1.0 - 0.0331 * z2 * z2:
+                break
+            if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
+                break
+        zn, block = std_normal(like, st, block)
+        z = np.float64(zn)
     log_g = math.log(d * v)
     if boost:
-        u, block = _uniform_f64(st, block)
-        log_g = log_g + math.log(u) / alpha
+        u, block = uniform(like, st, block)
+        log_g = log_g + math.log(np.float64(u)) / alpha
     return log_g, block
 
 
-@jitable
-def _std_gamma_log_f32(st, block, alpha):
-    boost = alpha < 1.0
-    d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        z32, block = _std_normal_f32(st, block)
-        z = np.float64(z32)
-        v = 1.0 + c * z
-        if v <= 0.0:
-            continue
-        v = v * v * v
-        u32, block = _uniform_f32(st, block)
-        u = np.float64(u32)
-        z2 = z * z
-        if u < 1.0 - 0.0331 * z2 * z2:
-            break
-        if math.log(u) < 0.5 * z2 + d * (1.0 - v + math.log(v)):
-            break
-    log_g = math.log(d * v)
-    if boost:
-        u32, block = _uniform_f32(st, block)
-        log_g = log_g + math.log(np.float64(u32)) / alpha
-    return log_g, block
-
-
-std_gamma_log = by_dtype(_std_gamma_log_f32, _std_gamma_log_f64)
-std_gamma_log.__doc__ = """``std_gamma_log(like, st, block, alpha) -> (log_g, next_block)``.
+std_gamma_log_from.__doc__ = """``std_gamma_log_from(like, st, z0, block, alpha)``
+``-> (log_g, next_block)``.
 
 ``log_g`` (float64) is the log of a standard Gamma(``alpha``) draw (shape ``alpha``
 > 0, float64; rate 1), by Marsaglia-Tsang with the ``alpha < 1`` boost in log
-space, so it is finite even where the draw itself would underflow.  ``like``
-picks the float32 (32-bit normal/uniform words) or float64 draws; the arithmetic
-is float64 either way.  Marsaglia & Tsang, "A simple method for generating gamma
-variables", ACM TOMS 26(3), 2000."""
+space, so it is finite even where the draw itself would underflow.  ``z0`` is the
+first proposal's standard normal; the rest comes from the atom's Philox blocks from
+``block`` on.  ``like`` picks the float32 (32-bit normal/uniform words) or float64
+draws; the arithmetic is float64 either way.  Marsaglia & Tsang, "A simple method for
+generating gamma variables", ACM TOMS 26(3), 2000."""
 
-__all__ += ["std_gamma_log"]
+
+@jitable
+def std_gamma_log(like, st, block, alpha):
+    z0, block = std_normal(like, st, block)
+    return std_gamma_log_from(like, st, z0, block, alpha)
+
+
+std_gamma_log.__doc__ = """``std_gamma_log(like, st, block, alpha) -> (log_g, next_block)``:
+:func:`std_gamma_log_from` with the first normal drawn from block ``block`` too (a
+normal and a uniform block per proposal)."""

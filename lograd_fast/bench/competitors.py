@@ -60,7 +60,7 @@ def numpy_normal_sample_and_score(rng, loc, log_scale, n, out=None):
         return x, lp, {"loc": z / scale, "log_scale": z * z - 1.0}
     x, lp, s = out
     z = s["log_scale"]
-    rng.standard_normal(out=z)
+    rng.standard_normal(out=z, dtype=z.dtype)
     np.multiply(z, 1.0 / scale, out=s["loc"])
     np.multiply(z, scale, out=x)
     x += loc
@@ -70,6 +70,21 @@ def numpy_normal_sample_and_score(rng, loc, log_scale, n, out=None):
     z *= z
     z -= 1.0
     return x, lp, s
+
+
+def numpy_normal_score_function_loo(rng, loc, log_scale, reward, n):
+    """REINFORCE with the leave-one-out baseline for a Normal, as a numpy user writes it:
+    ``n`` draws as an ``(n, *loc.shape)`` array, ``reward`` (vectorised over the last
+    axis) of each draw, the per-draw terms ``(r_i - b_i) score_i`` with
+    ``b_i = (sum_j r_j - r_i) / (n - 1)``; returns ``(grad, var)`` dicts (mean and
+    ``ddof=1`` variance of the terms over the draws)."""
+    scale = np.exp(log_scale)
+    z = rng.standard_normal((n,) + loc.shape, dtype=loc.dtype)
+    r = reward(loc + scale * z)
+    advantage = (r - (r.sum() - r) / (n - 1)).reshape((n,) + (1,) * loc.ndim)
+    terms = {"loc": advantage * (z / scale), "log_scale": advantage * (z * z - 1.0)}
+    return ({k: t.mean(axis=0) for k, t in terms.items()},
+            {k: t.var(axis=0, ddof=1) for k, t in terms.items()})
 
 
 def numpy_log_softmax(logits):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -11,15 +12,29 @@ from .timing import Context, best_times
 
 
 def measure_bandwidth(ctx: Context) -> dict:
-    """This machine's memory bandwidth, from numpy (one thread) on arrays far beyond L3."""
+    """This machine's memory bandwidth, from numpy on arrays far beyond L3: one thread,
+    and ``ctx.threads`` threads each on its share of the array (numpy releases the GIL
+    in these loops).  ``copy`` (``np.copyto``) counts the bytes read and written,
+    ``fill`` (``ndarray.fill``) the bytes written."""
     n = ctx.size(2**25, 2**21)  # 256 MiB per float64 array (quick: 16 MiB)
     a = np.full(n, 1.5)
     b = np.empty_like(a)
     b.fill(0.0)
-    t = best_times({"copy": lambda: np.copyto(b, a), "fill": lambda: b.fill(2.5)},
-                   max(ctx.repeats, 3))
+    T = max(1, ctx.threads)
+    parts = [slice(n * t // T, n * (t + 1) // T) for t in range(T)]
+    with ThreadPoolExecutor(T) as pool:
+        def on_threads(fn):
+            return lambda: list(pool.map(fn, parts))
+
+        t = best_times({"copy": lambda: np.copyto(b, a), "fill": lambda: b.fill(2.5),
+                        "copy_threads": on_threads(lambda sl: np.copyto(b[sl], a[sl])),
+                        "fill_threads": on_threads(lambda sl: b[sl].fill(2.5))},
+                       max(ctx.repeats, 3))
     return {"copy_GBps": 2 * a.nbytes / t["copy"] / 1e9,  # read + write
-            "fill_GBps": a.nbytes / t["fill"] / 1e9, "array_MiB": a.nbytes / 2**20}
+            "fill_GBps": a.nbytes / t["fill"] / 1e9,
+            "copy_threads_GBps": 2 * a.nbytes / t["copy_threads"] / 1e9,
+            "fill_threads_GBps": a.nbytes / t["fill_threads"] / 1e9,
+            "threads": T, "array_MiB": a.nbytes / 2**20}
 
 
 def cpu_model() -> str:
@@ -55,9 +70,11 @@ def machine_info(ctx: Context) -> dict:
         info["jax"] = f"{ctx.jax.__version__} (jaxlib {jaxlib.__version__}, CPU, x64)"
     bw = ctx.bandwidth
     if bw:
-        info["memory bandwidth"] = (f"numpy one thread on {bw['array_MiB']:.0f} MiB arrays: "
-                                    f"copy {bw['copy_GBps']:.1f} GB/s (read + write), "
-                                    f"fill {bw['fill_GBps']:.1f} GB/s (write)")
+        info["memory bandwidth"] = (
+            f"numpy on {bw['array_MiB']:.0f} MiB arrays, {bw['threads']} threads: "
+            f"copy {bw['copy_threads_GBps']:.1f} GB/s (read + write), fill "
+            f"{bw['fill_threads_GBps']:.1f} GB/s (write); one thread: copy "
+            f"{bw['copy_GBps']:.1f}, fill {bw['fill_GBps']:.1f} GB/s")
     return info
 
 

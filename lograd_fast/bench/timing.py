@@ -8,8 +8,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-BASELINE = "numpy baseline"
 LOGRAD = "lograd_fast"
+#: the headline comparator: what a numpy user writes (``numpy.random.Generator`` and the
+#: vectorised formulas, the fastest plain-numpy way)
+NUMPY = "numpy (idiomatic)"
+#: ``backend="numpy"``: lograd_fast's own algorithms in numpy, drawing the same numbers;
+#: the reproducibility reference, with its own column, never the headline
+BASELINE = "numpy baseline"
 
 
 def best_times(contenders: dict[str, Callable[[], object]], repeats: int,
@@ -44,7 +49,12 @@ def best_times(contenders: dict[str, Callable[[], object]], repeats: int,
 
 @dataclass
 class Row:
-    """One line of the table: the contenders' times for one case."""
+    """One line of the table: the contenders' times for one case.
+
+    ``baseline`` is the contender of the headline speed-up (idiomatic numpy unless
+    said); ``elements`` and the bytes per element that the primary contender reads and
+    writes (its minimum memory traffic) give its bandwidth and the fraction of the
+    machine's measured bandwidth (:mod:`.machine`) it reaches."""
 
     id: str
     title: str
@@ -53,13 +63,29 @@ class Row:
     target: str
     met: bool | None
     primary: str = LOGRAD
-    baseline: str | None = BASELINE
+    baseline: str | None = NUMPY
     unit: str = "s"
     note: str = ""
     extra: dict = field(default_factory=dict)
+    elements: int | None = None
+    bytes_written: float = 0.0  # per element
+    bytes_read: float = 0.0  # per element
 
     def ratio(self, other: str) -> float:
         return self.times[other] / self.times[self.primary]
+
+    def memory(self, bandwidth: dict) -> dict | None:
+        """Bytes per element, GB/s of the primary contender and the fraction of the
+        machine's bandwidth for this kind of traffic (write-only: ``fill``, with
+        reads: ``copy``, both at the benchmark's thread count), or None."""
+        if not self.elements or not (self.bytes_written or self.bytes_read):
+            return None
+        per = self.bytes_written + self.bytes_read
+        gbps = per * self.elements / self.times[self.primary] / 1e9
+        kind = "copy" if self.bytes_read else "fill"
+        machine = bandwidth.get(f"{kind}_threads_GBps", float("nan"))
+        return {"bytes_per_element": per, "GBps": gbps, "kind": kind,
+                "machine_GBps": machine, "fraction": gbps / machine}
 
 
 @dataclass

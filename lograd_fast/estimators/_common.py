@@ -195,7 +195,9 @@ def _as_cfunc(f, sample_dtype: np.dtype):
         try:
             return np.float64(f(x))
         except Exception:
-            return _record_failure(address, size, x)
+            # np.int64(): a closure's ints are typed as literals, which would give
+            # _record_failure a new specialisation (and cache entry) per f
+            return _record_failure(np.int64(address), np.int64(size), x)
 
     return numba.cfunc(types.float64(elem[::1]))(reward), failures
 
@@ -211,7 +213,7 @@ def _as_scalar_cfunc(f):
         try:
             return np.float64(f(x))
         except Exception:
-            return _record_scalar_failure(address, size, x)
+            return _record_scalar_failure(np.int64(address), np.int64(size), x)
 
     return numba.cfunc(types.float64(types.float64))(scalar), failures
 

@@ -19,8 +19,8 @@ independent of it), so the negative part of the ``sigma`` difference *is* the
 unperturbed draw.  The other atoms of the draw keep their unperturbed values.
 
 Per draw this costs ``1 + 3 B`` calls of ``f`` (B atoms).  The unperturbed draw is
-exactly ``dist.sample(n, seed)``: the atom's normal uses its Philox block 0 (and
-more on a ziggurat rejection); ``E`` and ``E'`` come from the next two blocks.
+exactly ``dist.sample(n, seed)``: the atom's normal is its ``normal`` variate, as in
+Normal's sampler; ``E`` and ``E'`` come from its own Philox blocks 1 and 2.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from numba import njit
 
 from .._engine.cpu import _jit
 from .._engine.jit import jitable
-from .._engine.rng import make_stream, std_exponential, std_normal
+from .._engine.rng import make_stream, normal_variate, std_exponential
 from .._engine.threads import run_strided
 from ..distribution import Distribution, check_seed
 from . import streaming as _ek
@@ -85,9 +85,8 @@ def _mvd_lane(p, key, B, f, x_rows, z_buf, blk_buf, coord_loc, coord_ls, g_buf, 
     for d in range(lo, hi):
         for b in range(B):
             st = make_stream(key[0], key[1], key[2], key[3] + d * B + b)
-            zb, nb = std_normal(x, st, 0)
-            z[b] = np.float64(zb)
-            blk[b] = nb
+            z[b] = np.float64(normal_variate(x, st, 1, 0))
+            blk[b] = 1  # E and E' from the atom's own blocks 1 and 2
             x[b] = p.loc[b] + p.scale[b] * z[b]
         f0 = f(x)
         for j in range(P):

@@ -28,6 +28,11 @@ parameter coordinate ``j`` (``g``: the draw's score summed onto the coordinates,
   of the per-draw terms ``t`` around a pilot estimate ``c``.
 
 ``racc[w, fold]`` holds ``count, sum m, sum m^2`` of the draw's (shifted) reward ``m``.
+
+Draws: a lane computes the variates of many consecutive draws at once in the
+family's vectorised pass (``dispatch.fill1``, as the sampling drivers do) into its
+buffer ``vbuf[w]``, then runs the per-atom maths of each draw from it, so a
+streaming estimate draws exactly the numbers ``dist.sample_and_score`` draws.
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ import numpy as np
 from numba import njit
 
 from .._engine import cache as _cache  # noqa: F401  (installs the package-hash cache locator)
-from .._engine.cpu import _jit_free
-from .._engine.dispatch import reflect1, reparam1, sample_score1, score1
-from .._engine.rng import make_stream
+from .._engine.cpu import _PAD, FILL_ATOMS, _jit_free, variate_scratch
+from .._engine.dispatch import fill1, per_atom1, reflect1, reparam1, sample_score1, score1
+from .._engine.rng import buffered_stream
 from .._engine.threads import run_strided
 
 SCORE_MOMENTS = 5
@@ -48,6 +53,12 @@ N_REWARD_MOMENTS = 3
 
 
 # --------------------------------------------------------------------------- helpers
+@njit(**_jit_free)
+def _draws_per_pass(p, vb, B):
+    """Draws whose variates fit in one pass of the lane's buffer ``vb`` (at least one)."""
+    return max(1, (vb.shape[vb.ndim - 1] - _PAD) // per_atom1(p) // B)
+
+
 @njit(**_jit_free)
 def _lane_bounds(lane, n_lanes, n_draws):
     """Draws ``lo..hi-1`` of ``lane`` (consecutive blocks, sizes differ by <= 1)."""
@@ -103,7 +114,7 @@ def _reduce_weighted(s_flat, field_off, coord, tails, ev_size, W, lane, weight, 
 # --------------------------------------------------------------------------- score function
 @njit(**_jit_free)
 def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-                acc, racc, lane, lo, hi):
+                acc, racc, vbuf, lane, lo, hi):
     # Views are taken once per lane and the fold is a counter: a view (or a modulo)
     # per draw costs about as much as the moments themselves.
     W = x_rows.shape[0]
@@ -122,12 +133,21 @@ def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_bu
     row = x_rows[lane]
     i0 = lane * B
     fold = lo % K
+    vb = vbuf[lane]
+    V = per_atom1(p)
+    per = _draws_per_pass(p, vb, B)
+    vj = 0  # the next atom's first variate in vb
+    left = 0  # draws left in the pass
     for d in range(lo, hi):
+        if left == 0:
+            left = min(per, hi - d)
+            vj = fill1(p, key, d * B, left * B, vb)
+        left -= 1
         # (the draw loop is written out: passing the records p and s to a helper
         # function costs more than the draw itself)
         for b in range(B):
-            st = make_stream(key[0], key[1], key[2], key[3] + d * B + b)
-            sample_score1(p, b, st, x_atoms, i0 + b, s)
+            sample_score1(p, b, buffered_stream(key, d * B + b, vb, vj), x_atoms, i0 + b, s)
+            vj += V
         rho = f(row) - shift
         if identity:
             for fi in range(n_fields):
@@ -163,18 +183,18 @@ def _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_bu
 
 @njit(**_jit_free)
 def _score_lanes(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-                 acc, racc, n_draws, done, todo, first, step):
+                 acc, racc, vbuf, n_draws, done, todo, first, step):
     W = acc.shape[0]
     for lane in range(first, W, step):
         lo, hi = _lane_window(lane, W, n_draws, done, todo)
         _score_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-                    acc, racc, lane, lo, hi)
+                    acc, racc, vbuf, lane, lo, hi)
 
 
 # --------------------------------------------------------------------------- antithetic pairs
 @njit(**_jit_free)
 def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-               acc, racc, lane, lo, hi):
+               acc, racc, vbuf, lane, lo, hi):
     W = x_rows.shape[0]
     K = acc.shape[1]
     P = g_buf.shape[2]
@@ -185,10 +205,19 @@ def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf
     row = x_rows[lane]
     i0 = lane * B
     fold = lo % K
+    vb = vbuf[lane]
+    V = per_atom1(p)
+    per = _draws_per_pass(p, vb, B)
+    vj = 0  # the next atom's first variate in vb
+    left = 0  # draws left in the pass
     for d in range(lo, hi):
+        if left == 0:
+            left = min(per, hi - d)
+            vj = fill1(p, key, d * B, left * B, vb)
+        left -= 1
         for b in range(B):
-            st = make_stream(key[0], key[1], key[2], key[3] + d * B + b)
-            sample_score1(p, b, st, x_atoms, i0 + b, s)
+            sample_score1(p, b, buffered_stream(key, d * B + b, vb, vj), x_atoms, i0 + b, s)
+            vj += V
         rho1 = f(row) - shift
         _reduce(s_flat, field_off, coord, W, lane, g1)
         for b in range(B):
@@ -220,18 +249,18 @@ def _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf
 
 @njit(**_jit_free)
 def _pair_lanes(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-                acc, racc, n_draws, done, todo, first, step):
+                acc, racc, vbuf, n_draws, done, todo, first, step):
     W = acc.shape[0]
     for lane in range(first, W, step):
         lo, hi = _lane_window(lane, W, n_draws, done, todo)
         _pair_lane(p, key, B, f, x_atoms, x_rows, s, s_flat, field_off, coord, g_buf, shift,
-                   acc, racc, lane, lo, hi)
+                   acc, racc, vbuf, lane, lo, hi)
 
 
 # --------------------------------------------------------------------------- pathwise
 @njit(**_jit_free)
 def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails,
-               weight, g_buf, shift, acc, racc, lane, lo, hi):
+               weight, g_buf, shift, acc, racc, vbuf, lane, lo, hi):
     """Per draw: the atoms and ``dx/dtheta`` by reparameterisation, the term
     ``t_j = sum_e df(x_e) dx_e/dtheta_j`` and the objective ``sum_e f(x_e)``."""
     W = weight.shape[0]
@@ -244,10 +273,19 @@ def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord,
     i0 = lane * B
     a = acc[lane, 0]
     ra = racc[lane, 0]
+    vb = vbuf[lane]
+    V = per_atom1(p)
+    per = _draws_per_pass(p, vb, B)
+    vj = 0  # the next atom's first variate in vb
+    left = 0  # draws left in the pass
     for d in range(lo, hi):
+        if left == 0:
+            left = min(per, hi - d)
+            vj = fill1(p, key, d * B, left * B, vb)
+        left -= 1
         for b in range(B):
-            st = make_stream(key[0], key[1], key[2], key[3] + d * B + b)
-            reparam1(p, b, st, x_atoms, i0 + b, dx)
+            reparam1(p, b, buffered_stream(key, d * B + b, vb, vj), x_atoms, i0 + b, dx)
+            vj += V
         obj = 0.0
         for q in range(n_elements):
             xq = np.float64(row[q])
@@ -265,12 +303,12 @@ def _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord,
 
 @njit(**_jit_free)
 def _path_lanes(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails, weight,
-                g_buf, shift, acc, racc, n_draws, done, todo, first, step):
+                g_buf, shift, acc, racc, vbuf, n_draws, done, todo, first, step):
     W = acc.shape[0]
     for lane in range(first, W, step):
         lo, hi = _lane_window(lane, W, n_draws, done, todo)
         _path_lane(p, key, B, f, df, x_atoms, x_rows, dx, dx_flat, field_off, coord, tails,
-                   weight, g_buf, shift, acc, racc, lane, lo, hi)
+                   weight, g_buf, shift, acc, racc, vbuf, lane, lo, hi)
 
 
 # --------------------------------------------------------------------------- launchers
@@ -283,21 +321,29 @@ def _window(n_draws, done, todo):
     return (n_draws, done, n_draws if todo is None else todo)
 
 
+def _vbuf(p, lanes: int, B: int, n_draws: int):
+    """One variate buffer per lane (a pass of up to ~FILL_ATOMS atoms, whole draws)."""
+    return variate_scratch(p, min(n_draws, max(1, FILL_ATOMS // B)) * B, lanes)
+
+
 def score_stream(p, key, B, f, bufs, shift, acc, racc, n_draws, done=0, todo=None):
     """Score-function moments of ``n_draws`` draws into ``acc`` (W, K, 5, P), ``racc``
     (only each lane's draws ``done .. done+todo-1`` when given: see :func:`_lane_window`)."""
     args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
-    run_strided(_score_lanes, args + _window(n_draws, done, todo), acc.shape[0])
+    vbuf = _vbuf(p, acc.shape[0], B, n_draws)
+    run_strided(_score_lanes, args + (vbuf,) + _window(n_draws, done, todo), acc.shape[0])
 
 
 def pair_stream(p, key, B, f, bufs, shift, acc, racc, n_draws, done=0, todo=None):
     """Antithetic-pair moments of ``n_draws`` pairs into ``acc`` (W, K, 9, P), ``racc``."""
     args = _args(p, key, B, (f,), bufs, np.float64(shift), acc, racc)
-    run_strided(_pair_lanes, args + _window(n_draws, done, todo), acc.shape[0])
+    vbuf = _vbuf(p, acc.shape[0], B, n_draws)
+    run_strided(_pair_lanes, args + (vbuf,) + _window(n_draws, done, todo), acc.shape[0])
 
 
 def path_stream(p, key, B, f, df, bufs, shift, acc, racc, n_draws, done=0, todo=None):
     """Pathwise moments of ``n_draws`` draws into ``acc`` (W, 1, 2, P), ``racc``."""
     args = (p, key, B, f, df, bufs.x_atoms, bufs.x_rows, bufs.s, bufs.s_flat, bufs.field_off,
             bufs.coord, bufs.tails, bufs.weight, bufs.g, shift, acc, racc)
-    run_strided(_path_lanes, args + _window(n_draws, done, todo), acc.shape[0])
+    vbuf = _vbuf(p, acc.shape[0], B, n_draws)
+    run_strided(_path_lanes, args + (vbuf,) + _window(n_draws, done, todo), acc.shape[0])

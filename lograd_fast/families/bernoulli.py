@@ -31,7 +31,7 @@ relative accuracy for ``p ~ q``, never negative.  ``KL = +inf`` when ``q`` gives
 probability 0 to an outcome that ``p`` allows, and ``softplus(l_q)`` when ``p = 0``.
 Mean ``p``.
 
-Sampling: ``x = [u < p]`` with one 52-bit uniform ``u`` (Philox block 0), so the
+Sampling: ``x = [u < p]`` with the atom's ``uniform64`` variate ``u`` (52 bits), so the
 probability is exact up to the ``2**-52`` grid of ``u`` (``p = 0`` never gives 1,
 ``p = 1`` never gives 0).
 
@@ -53,7 +53,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import philox_block, u01_f64
+from .._engine.rng import Variates, uniform_variate
 from ..distribution import Distribution, Family
 
 
@@ -72,8 +72,7 @@ class BernoulliScores(NamedTuple):
 # --------------------------------------------------------------------------- scalar maths
 @jitable
 def _draw(p, b, st):
-    w = philox_block(st, 0)
-    return np.int64(1) if u01_f64(w[0], w[1]) < p.prob[b] else np.int64(0)
+    return np.int64(1) if uniform_variate(p.prob, st, 1, 0) < p.prob[b] else np.int64(0)
 
 
 @jitable
@@ -118,6 +117,8 @@ def _kl_logits(l_p, l_q):
 
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("uniform64")
 
     @staticmethod
     @jitable
@@ -170,8 +171,8 @@ class vectorised:
 
     @staticmethod
     def _draw(p, key, n_atoms, B):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        u, _ = npb.uniform(np.float64, npb.streams(key, atoms), 0)
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        u = npb.variates("uniform64", np.float64, key, n_atoms)[:, 0]
         return b, (u < p.prob[b]).astype(np.int64)
 
     @staticmethod

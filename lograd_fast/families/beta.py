@@ -32,7 +32,8 @@ Mean ``a / (a + b)`` (a sigmoid of ``log_alpha - log_beta``), variance
 ``a b / ((a + b)**2 (a + b + 1))``.
 
 Sampling: two Gammas drawn one after the other from the atom's stream,
-``G1 ~ Gamma(a)`` then ``G2 ~ Gamma(b)``, in log space (``_rng.std_gamma_log``), and
+``G1 ~ Gamma(a)`` then ``G2 ~ Gamma(b)``, in log space (``_rng.std_gamma_log_from``: the
+first proposals' normals are the atom's two ``normal`` variates), and
 ``x = G1 / (G1 + G2)`` as ``log x = -softplus(log G2 - log G1)``,
 ``log(1 - x) = -softplus(log G1 - log G2)``.  Both logs are finite for any
 ``a, b > 0``, so tiny ``a, b`` (whose Gammas underflow, making ``G1/(G1+G2)`` a
@@ -62,7 +63,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import std_gamma_log
+from .._engine.rng import Variates, normal_variate, std_gamma_log_from
 from ..distribution import Distribution, Family
 from .dirichlet import log_multivariate_beta
 from .gamma import boundary_score_error, check_concentration, checked_exp
@@ -125,8 +126,8 @@ def _kl(a_p, b_p, log_a_p, log_b_p, log_a_q, log_b_q):
 @jitable
 def _draw(p, b, st, x, i):
     """Draw atom ``i`` into ``x``; return ``(log x, log(1 - x))`` unrounded."""
-    log_g1, block = std_gamma_log(x, st, 0, p.alpha[b])
-    log_g2, _ = std_gamma_log(x, st, block, p.beta[b])
+    log_g1, block = std_gamma_log_from(x, st, normal_variate(x, st, 2, 0), 1, p.alpha[b])
+    log_g2, _ = std_gamma_log_from(x, st, normal_variate(x, st, 2, 1), block, p.beta[b])
     log_x, log1m_x = _log_x_pair(log_g1, log_g2)
     x[i] = m.exp(log_x)
     return log_x, log1m_x
@@ -134,6 +135,8 @@ def _draw(p, b, st, x, i):
 
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("normal", 2)  # the first proposals' normals of G1 and G2
 
     @staticmethod
     @jitable
@@ -188,8 +191,9 @@ class vectorised:
     def _draw(p, key, n_atoms, B, dtype):
         atoms, b = npb.atoms_and_batch(n_atoms, B)
         st = npb.streams(key, atoms)
-        log_g1, block = npb.std_gamma_log(dtype, st, 0, p.alpha[b])
-        log_g2, _ = npb.std_gamma_log(dtype, st, block, p.beta[b])
+        z0 = npb.variates("normal", dtype, key, n_atoms, 2)
+        log_g1, block = npb.std_gamma_log_from(dtype, st, z0[:, 0], 1, p.alpha[b])
+        log_g2, _ = npb.std_gamma_log_from(dtype, st, z0[:, 1], block, p.beta[b])
         log_x, log1m_x = _log_x_pair(log_g1, log_g2)
         with np.errstate(under="ignore"):
             x = np.exp(log_x).astype(dtype)

@@ -30,7 +30,8 @@ relative accuracy for ``p ~ q``) as
 Mean ``alpha / alpha_0``; marginals are ``Beta(alpha_k, alpha_0 - alpha_k)``.
 
 Sampling: ``K`` Gammas ``G_k ~ Gamma(alpha_k)`` drawn one after the other from the
-atom's (row's) stream, in log space (``_rng.std_gamma_log``), and
+atom's (row's) stream, in log space (``_rng.std_gamma_log_from``: the first proposals'
+normals are the row's ``K`` ``normal`` variates), and
 ``x_k = exp(log G_k - logsumexp(log G))`` with a running (one-pass) log-sum-exp, so
 tiny concentrations (whose Gammas underflow) give a point of the simplex, never
 ``0/0``.  The log-sum-exp needs every ``log G_k`` before the first ``x_k``: float64
@@ -60,7 +61,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
-from .._engine.rng import std_gamma_log
+from .._engine.rng import Variates, normal_variate, std_gamma_log_from
 from ..distribution import Distribution, Family, as_float_param
 from .gamma import (
     HALF_LOG_2PI,
@@ -119,7 +120,7 @@ def _recall_f64(p, b, st, x, i, k, block):
 
 @jitable
 def _recall_f32(p, b, st, x, i, k, block):
-    return std_gamma_log(x, st, block, p.concentration[b, k])
+    return _gamma_k(p, b, st, x, k, block)
 
 
 _park = by_dtype(_park_f32, _park_f64)
@@ -136,13 +137,25 @@ def _lse_update(m_, s, log_g):
 
 
 @jitable
+def _row_length(p):
+    return p.concentration.shape[1]
+
+
+@jitable
+def _gamma_k(p, b, st, x, k, block):
+    """The row's ``k``-th log-Gamma: first normal the ``k``-th variate, then its blocks."""
+    K = p.concentration.shape[1]
+    return std_gamma_log_from(x, st, normal_variate(x, st, K, k), block, p.concentration[b, k])
+
+
+@jitable
 def _log_sum_gammas(p, b, st, x, i):
     """Draw the row's K log-Gammas (in order, one stream); return their log-sum-exp."""
     m_ = -np.inf
     s = 0.0
-    block = 0
+    block = 1
     for k in range(p.concentration.shape[1]):
-        log_g, block = std_gamma_log(x, st, block, p.concentration[b, k])
+        log_g, block = _gamma_k(p, b, st, x, k, block)
         _park(x, x, i, k, log_g)
         m_, s = _lse_update(m_, s, log_g)
     return m_ + m.log(s)
@@ -151,11 +164,13 @@ def _log_sum_gammas(p, b, st, x, i):
 class scalar:
     """Per-row entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
+    variates = Variates("normal", _row_length)  # the first proposals' normals
+
     @staticmethod
     @jitable
     def sample1(p, b, st, x, i):
         lse = _log_sum_gammas(p, b, st, x, i)
-        block = 0
+        block = 1
         for k in range(p.concentration.shape[1]):
             log_g, block = _recall(x, p, b, st, x, i, k, block)
             x[i, k] = m.exp(log_g - lse)
@@ -182,7 +197,7 @@ class scalar:
     @jitable
     def sample_score1(p, b, st, x, i, s):
         lse = _log_sum_gammas(p, b, st, x, i)
-        block = 0
+        block = 1
         acc = 0.0
         for k in range(p.concentration.shape[1]):
             log_g, block = _recall(x, p, b, st, x, i, k, block)
@@ -228,13 +243,15 @@ class vectorised:
         st = npb.streams(key, atoms)
         alpha = p.concentration[b]
         K = alpha.shape[1]
+        z0 = npb.variates("normal", dtype, key, n_atoms, K)
         log_g = np.empty((n_atoms, K))
-        block = np.zeros(n_atoms, np.int64)
+        block = np.ones(n_atoms, np.int64)
         m_ = np.full(n_atoms, -np.inf)
         s = np.zeros(n_atoms)
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(K):
-                log_g[:, k], block = npb.std_gamma_log(dtype, st, block, alpha[:, k])
+                log_g[:, k], block = npb.std_gamma_log_from(dtype, st, z0[:, k], block,
+                                                            alpha[:, k])
                 up = log_g[:, k] > m_
                 s = np.where(up, s * np.exp(m_ - log_g[:, k]) + 1.0,
                              s + np.exp(log_g[:, k] - m_))

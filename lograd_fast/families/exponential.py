@@ -17,9 +17,9 @@ Entropy ``1 - log_rate``; ``KL(p||q) = expm1(-d) + d`` with
 ``maths.expm1mx(-d)``: exactly 0 for ``p = q``, full relative accuracy for ``p ~ q``.
 Mean ``1/lambda``.
 
-Sampling: inversion, ``x = E / lambda`` with ``E = -log(u) ~ Exp(1)`` from one
-Philox block (``_rng.std_exponential``: 52-bit uniforms for float64, 23-bit for
-float32).  Pathwise (``reparam1``): ``dx/d log_rate = -x``.
+Sampling: inversion, ``x = E / lambda`` with ``E = -log(u) ~ Exp(1)``, the atom's
+``exponential`` variate (``_engine/rng.py``: 52-bit uniforms for float64, 23-bit for
+float32, our own vectorised ``log``).  Pathwise (``reparam1``): ``dx/d log_rate = -x``.
 
 Reference: any text on the exponential family, e.g. Johnson, Kotz & Balakrishnan,
 *Continuous Univariate Distributions* vol. 1, ch. 19.
@@ -39,7 +39,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import std_exponential
+from .._engine.rng import Variates, exponential_variate
 from ..distribution import Distribution, Family
 from .normal import TAIL_S, check_draws_fit
 
@@ -70,10 +70,12 @@ def _kl(log_rate_p, log_rate_q):
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
+    variates = Variates("exponential")
+
     @staticmethod
     @jitable
     def sample1(p, b, st, x, i):
-        e, _ = std_exponential(x, st, 0)
+        e = exponential_variate(x, st, 1, 0)
         x[i] = np.float64(e) * p.inv_rate[b]
 
     @staticmethod
@@ -93,7 +95,7 @@ class scalar:
     @staticmethod
     @jitable
     def sample_score1(p, b, st, x, i, s):
-        e32, _ = std_exponential(x, st, 0)
+        e32 = exponential_variate(x, st, 1, 0)
         e = np.float64(e32)
         x[i] = e * p.inv_rate[b]
         s.log_rate[i] = 1.0 - e
@@ -112,7 +114,7 @@ class scalar:
     @staticmethod
     @jitable
     def reparam1(p, b, st, x, i, dx):
-        e, _ = std_exponential(x, st, 0)
+        e = exponential_variate(x, st, 1, 0)
         xi = np.float64(e) * p.inv_rate[b]
         x[i] = xi
         dx.log_rate[i] = -xi
@@ -124,8 +126,8 @@ class vectorised:
 
     @staticmethod
     def _draw(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        e, _ = npb.std_exponential(dtype, npb.streams(key, atoms), 0)
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        e = npb.variates("exponential", dtype, key, n_atoms)[:, 0]
         return b, e.astype(np.float64)
 
     @staticmethod

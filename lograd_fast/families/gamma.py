@@ -43,8 +43,9 @@ Entropy ``alpha - log beta + lgamma(alpha) + (1 - alpha) psi(alpha)``;
 at 0 against a last-bit negative.
 Mean ``alpha / beta``, variance ``alpha / beta**2``.
 
-Sampling: ``x = G / beta`` with ``G ~ Gamma(alpha, 1)`` from ``_rng.std_gamma_log``
-(Marsaglia & Tsang 2000, the ``alpha < 1`` boost ``G(alpha + 1) U**(1/alpha)`` taken
+Sampling: ``x = G / beta`` with ``G ~ Gamma(alpha, 1)`` from
+``_rng.std_gamma_log_from`` (Marsaglia & Tsang 2000; the first proposal's normal is the
+atom's ``normal`` variate; the ``alpha < 1`` boost ``G(alpha + 1) U**(1/alpha)`` taken
 in log space), computed as ``x = exp(log G - log beta)``.  For ``alpha`` ~ 1e-3 about
 half of the draws are below the smallest float64 and round to ``x = 0``; the fused
 ``sample_and_score`` evaluates ``log_prob`` and the scores at the exact log-space draw
@@ -74,7 +75,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import std_gamma_log
+from .._engine.rng import Variates, normal_variate, std_gamma_log_from
 from ..distribution import Distribution, Family
 from .normal import TAIL_S, check_draws_fit
 from .poisson import _log_pmf_loader, bd0, bd0_np
@@ -155,13 +156,15 @@ def _kl(alpha_p, log_conc_p, log_rate_p, log_conc_q, log_rate_q):
 @jitable
 def _draw(p, b, st, x, i):
     """Draw atom ``i`` into ``x``; return ``log G`` (G ~ Gamma(alpha, 1), x = G / beta)."""
-    log_g, _ = std_gamma_log(x, st, 0, p.concentration[b])
+    log_g, _ = std_gamma_log_from(x, st, normal_variate(x, st, 1, 0), 1, p.concentration[b])
     x[i] = m.exp(log_g - np.float64(p.log_rate[b]))
     return log_g
 
 
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("normal")  # the first Marsaglia-Tsang proposal's normal
 
     @staticmethod
     @jitable
@@ -219,7 +222,9 @@ class vectorised:
     @staticmethod
     def _draw(p, key, n_atoms, B, dtype):
         atoms, b = npb.atoms_and_batch(n_atoms, B)
-        log_g, _ = npb.std_gamma_log(dtype, npb.streams(key, atoms), 0, p.concentration[b])
+        z0 = npb.variates("normal", dtype, key, n_atoms)[:, 0]
+        log_g, _ = npb.std_gamma_log_from(dtype, npb.streams(key, atoms), z0, 1,
+                                          p.concentration[b])
         with np.errstate(over="ignore", under="ignore"):
             x = np.exp(log_g - p.log_rate[b].astype(np.float64)).astype(dtype)
         return b, log_g, x

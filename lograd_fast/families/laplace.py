@@ -26,10 +26,10 @@ distributions")::
 (``expm1mx(e) = expm1(e) - e``, ``maths.expm1mx``; using ``1/b_p = e^{-d}/b_q``: exactly 0
 for ``p = q`` and accurate for ``p ~ q``, where the first form cancels).  Mean ``mu``.
 
-Sampling: ``x = mu + b s E`` with ``E = -log(u)`` and a random sign ``s``, both
-from one Philox block (float64: ``u`` from 52 bits of words 0-1, ``s`` from word
-2; float32: ``u`` from 23 bits of word 0, ``s`` from word 1).  The sign is a
-separate bit, so the draw is exactly symmetric about ``mu``.
+Sampling: inversion of one ``uniform`` variate ``u`` (``_engine/rng.py``):
+``t = 2u - 1``, ``x = mu + b sign(t) E`` with ``E = -log(1 - |t|)`` (our own ``log``;
+``t`` and ``1 - |t|`` are exact).  The set of uniforms is symmetric about 1/2 and
+never hits it, so the draw is exactly symmetric about ``mu`` and never equals it.
 Antithetic partner (``reflect1``): ``2 mu - x``.  Pathwise (``reparam1``):
 ``dx/dloc = 1``, ``dx/dlog_scale = x - mu = b s E``.
 
@@ -48,12 +48,13 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
-from .._engine.rng import philox_block, u01_f32, u01_f64
+from .._engine.maths import log_f32, log_f64, where
+from .._engine.rng import Variates, uniform_variate
 from ..distribution import Distribution, Family
 from .normal import TAIL_S, check_draws_fit, prepare_scale
 
 LOG_2 = 0.6931471805599453
-_U = np.uint64
+_ZERO_F, _ONE_F, _TWO_F = np.float32(0.0), np.float32(1.0), np.float32(2.0)
 
 
 class LaplaceParams(NamedTuple):
@@ -70,34 +71,23 @@ class LaplaceScores(NamedTuple):
 
 # --------------------------------------------------------------------------- the draw
 @jitable
-def _std_laplace_f64(st, block):
-    w = philox_block(st, block)
-    e = -m.log(u01_f64(w[0], w[1]))
-    return (-e if (w[2] & _U(1)) != _U(0) else e), block + 1
+def _std_laplace_f64(u):
+    """A standard Laplace draw (density ``exp(-|l|)/2``) from a uniform ``u``."""
+    t = 2.0 * u - 1.0
+    e = -log_f64(1.0 - abs(t))
+    return where(t < 0.0, -e, e)
 
 
 @jitable
-def _std_laplace_f32(st, block):
-    w = philox_block(st, block)
-    e = np.float32(-m.log(np.float64(u01_f32(w[0]))))
-    return (-e if (w[1] & _U(1)) != _U(0) else e), block + 1
+def _std_laplace_f32(u):
+    t = _TWO_F * u - _ONE_F
+    e = -log_f32(_ONE_F - abs(t))
+    return where(t < _ZERO_F, -e, e)
 
 
 std_laplace = by_dtype(_std_laplace_f32, _std_laplace_f64)
-std_laplace.__doc__ = """``std_laplace(like, st, block) -> (l, next_block)``: a standard
-Laplace draw (density ``exp(-|l|)/2``) in the dtype of ``like``."""
-
-
-def _std_laplace_np(dtype, st):
-    """Vectorised :func:`std_laplace` from block 0 (the same draws, bitwise)."""
-    w = npb.philox_block(st, np.zeros(st[2].shape, np.int64))
-    if np.dtype(dtype) == np.float32:
-        e = (-np.log(u01_f32(w[0]).astype(np.float64))).astype(np.float32)
-        negative = (w[1] & _U(1)) != 0
-    else:
-        e = -np.log(u01_f64(w[0], w[1]))
-        negative = (w[2] & _U(1)) != 0
-    return np.where(negative, -e, e).astype(np.float64)
+std_laplace.__doc__ = """``std_laplace(like, u)``: a standard Laplace draw from the uniform
+``u`` in the dtype of ``like`` (scalars or arrays)."""
 
 
 # --------------------------------------------------------------------------- formulas
@@ -136,10 +126,12 @@ def _write_score(p, b, diff, i, s):
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
+    variates = Variates("uniform")
+
     @staticmethod
     @jitable
     def sample1(p, b, st, x, i):
-        l, _ = std_laplace(x, st, 0)
+        l = std_laplace(x, uniform_variate(x, st, 1, 0))
         x[i] = p.loc[b] + p.scale[b] * np.float64(l)
 
     @staticmethod
@@ -156,11 +148,10 @@ class scalar:
     @staticmethod
     @jitable
     def sample_score1(p, b, st, x, i, s):
-        l32, _ = std_laplace(x, st, 0)
-        l = np.float64(l32)
+        l = np.float64(std_laplace(x, uniform_variate(x, st, 1, 0)))
         x[i] = p.loc[b] + p.scale[b] * l
-        # the standardised draw l (never 0: |l| = -log(u) with u < 1) gives the
-        # exact sign and distance
+        # the standardised draw l (never 0: |l| = -log(1 - |t|) with |t| < 1) gives
+        # the exact sign and distance
         s.loc[i] = p.inv_scale[b] if l > 0.0 else -p.inv_scale[b]
         s.log_scale[i] = abs(l) - 1.0
         return _log_prob_t(abs(l), np.float64(p.log_scale[b]))
@@ -184,7 +175,7 @@ class scalar:
     @staticmethod
     @jitable
     def reparam1(p, b, st, x, i, dx):
-        l, _ = std_laplace(x, st, 0)
+        l = std_laplace(x, uniform_variate(x, st, 1, 0))
         dev = p.scale[b] * np.float64(l)
         x[i] = p.loc[b] + dev
         dx.loc[i] = 1.0
@@ -197,9 +188,9 @@ class vectorised:
 
     @staticmethod
     def _draw(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        l = _std_laplace_np(dtype, npb.streams(key, atoms))
-        return b, l
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        u = npb.variates("uniform", dtype, key, n_atoms)[:, 0]
+        return b, std_laplace(u, u).astype(np.float64)
 
     @staticmethod
     def sample(p, key, n_atoms, B, dtype):

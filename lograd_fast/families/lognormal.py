@@ -20,8 +20,8 @@ Entropy ``mu + 1/2 + log(2 pi)/2 + log_scale``; KL equals the Normal KL of the
 logs (KL is invariant under the common bijection ``exp``).  Mean
 ``exp(mu + sigma**2 / 2)``.
 
-Sampling: ``x = exp(mu + sigma z)`` with the ziggurat normal (one Philox block on
-the fast path).  Pathwise (``reparam1``): ``dx/dloc = x``,
+Sampling: ``x = exp(mu + sigma z)`` with ``z`` the atom's ``normal`` variate
+(``_engine/rng.py``).  Pathwise (``reparam1``): ``dx/dloc = x``,
 ``dx/dlog_scale = x sigma z``.  Parameters whose draws over- or underflow the output
 dtype (``mu + sigma z`` beyond ``log`` of its largest or smallest normal number,
 ~709.8 / -708.4 in float64, ~88.7 / -87.3 in float32) with probability above
@@ -47,7 +47,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import std_normal
+from .._engine.rng import Variates, normal_variate
 from ..distribution import Distribution, Family
 from .normal import Z_TAIL, _log_prob_z, check_draws_fit, prepare_scale
 from .normal import _entropy as _normal_entropy
@@ -77,10 +77,12 @@ def _log_prob_y(y, z, log_scale):
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
+    variates = Variates("normal")
+
     @staticmethod
     @jitable
     def sample1(p, b, st, x, i):
-        z, _ = std_normal(x, st, 0)
+        z = normal_variate(x, st, 1, 0)
         x[i] = m.exp(p.loc[b] + p.scale[b] * np.float64(z))
 
     @staticmethod
@@ -108,8 +110,7 @@ class scalar:
     @staticmethod
     @jitable
     def sample_score1(p, b, st, x, i, s):
-        z32, _ = std_normal(x, st, 0)
-        z = np.float64(z32)
+        z = np.float64(normal_variate(x, st, 1, 0))
         y = p.loc[b] + p.scale[b] * z
         x[i] = m.exp(y)
         s.loc[i] = z * p.inv_scale[b]
@@ -130,8 +131,7 @@ class scalar:
     @staticmethod
     @jitable
     def reparam1(p, b, st, x, i, dx):
-        z32, _ = std_normal(x, st, 0)
-        z = np.float64(z32)
+        z = np.float64(normal_variate(x, st, 1, 0))
         xi = m.exp(p.loc[b] + p.scale[b] * z)
         x[i] = xi
         dx.loc[i] = xi
@@ -144,8 +144,8 @@ class vectorised:
 
     @staticmethod
     def _draw(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        z = npb.variates("normal", dtype, key, n_atoms)[:, 0].astype(np.float64)
         return b, z, p.loc[b] + p.scale[b] * z
 
     @staticmethod

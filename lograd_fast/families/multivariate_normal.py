@@ -20,8 +20,8 @@ Parametrisation (scores are w.r.t. exactly these arrays):
   :meth:`MultivariateNormal.from_covariance` for a covariance matrix.
 
 Support: ``R^D``, ``1 <= D <= 64`` (``MAX_DIM``).  Sampling: ``x = loc + L z`` with
-``z`` the ``D`` ziggurat normals drawn in order ``z_0, z_1, ...`` from the atom's
-Philox blocks ``0, 1, 2, ...``.
+``z`` the row's ``D`` ``normal`` variates ``z_0, z_1, ...`` (``_engine/rng.py``:
+variates ``row * D + k``, computed for many rows at once).
 
 With ``r = x - loc``, ``z = L^{-1} r`` (forward substitution, no inverse) and
 ``v = L^{-T} z`` (back substitution):
@@ -76,7 +76,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import std_normal
+from .._engine.rng import Variates, normal_variate
 from ..distribution import Distribution, Family, as_float_param
 from .normal import Z_TAIL, check_draws_fit
 
@@ -184,12 +184,15 @@ def _write_scores(p, b, z, i, s):
 
 
 @jitable
+def _row_length(p):
+    return p.loc.shape[1]
+
+
+@jitable
 def _draw_z(x, i, st):
     """The atom's ``D`` standard normals into the row ``x[i]`` (exact in its dtype)."""
-    block = 0
     for j in range(x.shape[1]):
-        z, block = std_normal(x, st, block)
-        x[i, j] = z
+        x[i, j] = normal_variate(x, st, x.shape[1], j)
 
 
 @jitable
@@ -205,6 +208,8 @@ def _affine_in_place(p, b, x, i):
 
 class scalar:
     """Per-atom (per-row) entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("normal", _row_length)
 
     @staticmethod
     @jitable
@@ -308,13 +313,8 @@ class vectorised:
 
     @staticmethod
     def _z(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        st = npb.streams(key, atoms)
-        D = p.loc.shape[1]
-        z = np.empty((n_atoms, D), dtype)
-        block = np.zeros(n_atoms, np.int64)
-        for j in range(D):
-            z[:, j], block = npb.std_normal_next(dtype, st, block)
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        z = npb.variates("normal", dtype, key, n_atoms, p.loc.shape[1])
         return b, z.astype(np.float64)
 
     @staticmethod

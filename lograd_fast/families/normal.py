@@ -15,7 +15,8 @@ Entropy ``1/2 + log(2 pi)/2 + log_scale``;
 ``d = log_scale_p - log_scale_q``; ``expm1(2d) - 2d`` is ``maths.expm1mx`` (a series
 for small ``d``), so the KL is exactly 0 for ``p = q`` and keeps its relative
 accuracy for ``p ~ q``.
-Support: the real line.  Sampling: ``x = mu + sigma z`` with the ziggurat normal.
+Support: the real line.  Sampling: ``x = mu + sigma z``, ``z`` the atom's ``normal``
+variate (``_engine/rng.py``: Box-Muller, computed for many atoms at once).
 
 Exactness (fused vs separate): ``sample_and_score`` computes the log-prob and scores
 from the standard draw ``z`` itself, i.e. exactly at the real-valued draw
@@ -38,7 +39,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import std_normal
+from .._engine.rng import Variates, normal_variate
 from ..distribution import Distribution, Family, check_finite
 
 HALF_LOG_2PI = 0.9189385332046727
@@ -79,10 +80,12 @@ def _kl(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q):
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
 
+    variates = Variates("normal")
+
     @staticmethod
     @jitable
     def sample1(p, b, st, x, i):
-        z, _ = std_normal(x, st, 0)
+        z = normal_variate(x, st, 1, 0)
         x[i] = p.loc[b] + p.scale[b] * np.float64(z)
 
     @staticmethod
@@ -101,8 +104,7 @@ class scalar:
     @staticmethod
     @jitable
     def sample_score1(p, b, st, x, i, s):
-        z32, _ = std_normal(x, st, 0)
-        z = np.float64(z32)
+        z = np.float64(normal_variate(x, st, 1, 0))
         x[i] = p.loc[b] + p.scale[b] * z
         s.loc[i] = z * p.inv_scale[b]
         s.log_scale[i] = z * z - 1.0
@@ -121,8 +123,7 @@ class scalar:
     @staticmethod
     @jitable
     def reparam1(p, b, st, x, i, dx):
-        z32, _ = std_normal(x, st, 0)
-        z = np.float64(z32)
+        z = np.float64(normal_variate(x, st, 1, 0))
         x[i] = p.loc[b] + p.scale[b] * z
         dx.loc[i] = 1.0
         dx.log_scale[i] = p.scale[b] * z
@@ -144,9 +145,13 @@ class vectorised:
         return b, (x.astype(np.float64) - p.loc[b].astype(np.float64)) * p.inv_scale[b]
 
     @staticmethod
+    def _draw(key, n_atoms, B, dtype):
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        return b, npb.variates("normal", dtype, key, n_atoms)[:, 0].astype(np.float64)
+
+    @staticmethod
     def sample(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        b, z = vectorised._draw(key, n_atoms, B, dtype)
         return (p.loc[b] + p.scale[b] * z).astype(dtype)
 
     @staticmethod
@@ -161,8 +166,7 @@ class vectorised:
 
     @staticmethod
     def sample_score(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        b, z = vectorised._draw(key, n_atoms, B, dtype)
         x = (p.loc[b] + p.scale[b] * z).astype(dtype)
         lp = _log_prob_z(z, p.log_scale[b].astype(np.float64))
         return x, lp, {"loc": z * p.inv_scale[b], "log_scale": z * z - 1.0}

@@ -27,9 +27,9 @@ point ``kl1`` returns NaN (it exists only so that every family provides every en
 point).  Mean ``loc`` for ``nu > 1`` (NaN otherwise); variance
 ``sigma**2 nu / (nu - 2)`` for ``nu > 2``, ``inf`` for ``1 < nu <= 2``, NaN otherwise.
 
-Sampling: ``t = z / sqrt(chi2 / nu)`` with ``z`` a standard normal (ziggurat) and
-``chi2 = 2 G``, ``G ~ Gamma(nu / 2)`` drawn next from the same atom stream
-(``_rng.std_gamma_log``), i.e. ``a = z / sqrt(2 G)`` computed as
+Sampling: ``t = z / sqrt(chi2 / nu)`` with ``z`` the atom's first ``normal`` variate and
+``chi2 = 2 G``, ``G ~ Gamma(nu / 2)`` (first proposal: the second ``normal`` variate;
+then the atom's blocks, ``_rng.std_gamma_log_from``), i.e. ``a = z / sqrt(2 G)`` computed as
 ``log|a| = log|z| - (log 2 + log G) / 2``; ``x = loc + sigma sqrt(nu) a`` (``+-inf`` if
 it overflows).  The fused ``sample_and_score`` evaluates ``log_prob`` and the scores at
 the exact ``log|a|``.  Symmetric: ``reflect1`` gives the antithetic ``2 loc - x``.
@@ -53,7 +53,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
-from .._engine.rng import std_gamma_log, std_normal
+from .._engine.rng import Variates, normal_variate, std_gamma_log_from
 from ..distribution import Distribution, Family
 from .gamma import checked_exp, digamma_tail, lgamma_correction
 from .normal import TAIL_S, Z_TAIL, check_draws_fit
@@ -126,9 +126,9 @@ def _log_a2(a):
 @jitable
 def _draw(p, b, st, x, i):
     """Draw atom ``i`` into ``x``; return ``(a, log a**2)`` unrounded."""
-    z32, block = std_normal(x, st, 0)
+    z32 = normal_variate(x, st, 2, 0)
     z = np.float64(z32)
-    log_g, _ = std_gamma_log(x, st, block, p.half_df[b])
+    log_g, _ = std_gamma_log_from(x, st, normal_variate(x, st, 2, 1), 1, p.half_df[b])
     log_abs_a = m.log(abs(z)) - 0.5 * (LOG_2 + log_g)
     a_abs = m.exp(log_abs_a)
     a = -a_abs if z < 0.0 else a_abs
@@ -150,6 +150,8 @@ def _write_scores(p, b, a, log_a2, i, s):
 
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("normal", 2)  # z, and the first proposal's normal of the Gamma
 
     @staticmethod
     @jitable
@@ -199,9 +201,9 @@ class vectorised:
     def _draw(p, key, n_atoms, B, dtype):
         atoms, b = npb.atoms_and_batch(n_atoms, B)
         st = npb.streams(key, atoms)
-        z, block = npb.std_normal_next(dtype, st, 0)
-        z = z.astype(np.float64)
-        log_g, _ = npb.std_gamma_log(dtype, st, block, p.half_df[b])
+        z2 = npb.variates("normal", dtype, key, n_atoms, 2)
+        z = z2[:, 0].astype(np.float64)
+        log_g, _ = npb.std_gamma_log_from(dtype, st, z2[:, 1], 1, p.half_df[b])
         with np.errstate(divide="ignore", over="ignore"):
             log_abs_a = np.log(np.abs(z)) - 0.5 * (LOG_2 + log_g)
             a_abs = np.exp(log_abs_a)

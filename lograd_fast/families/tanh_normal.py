@@ -22,7 +22,7 @@ depend on them), with ``z = (atanh(x) - mu) / sigma``:
 * ``d/d loc       = z / sigma``
 * ``d/d log_scale = z**2 - 1``
 
-Sampling: ``u = mu + sigma z`` with the ziggurat normal, ``x = tanh(u)`` (computed
+Sampling: ``u = mu + sigma z`` (``z`` the atom's ``normal`` variate), ``x = tanh(u)`` (computed
 by ``maths.tanh_abs`` with the sign of ``u``: within 1 ulp of the correctly rounded
 tanh -- the plain ``t / (t + 2)``, ``t = expm1(2|u|)``, was 2.4 ulp off and moved
 draws near 1 onto the clip value -- and the same formula on every backend), then
@@ -78,7 +78,7 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import by_dtype, jitable
-from .._engine.rng import std_normal
+from .._engine.rng import Variates, normal_variate
 from ..distribution import Distribution, Family
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
@@ -203,8 +203,7 @@ def _u_of(x):
 @jitable
 def _draw(p, b, st, x, i):
     """Draw u, store the clipped tanh(u) in x[i]; return u (exact) and z."""
-    z32, _ = std_normal(x, st, 0)
-    z = np.float64(z32)
+    z = np.float64(normal_variate(x, st, 1, 0))
     u = p.loc[b] + p.scale[b] * z
     x[i] = _squash(u, _below_one(x))
     return u, z
@@ -220,6 +219,8 @@ def _write_score_u(p, b, u, i, s):
 
 class scalar:
     """Per-atom entry points (see ``_engine/dispatch.py``) compiled for CPU and CUDA."""
+
+    variates = Variates("normal")
 
     @staticmethod
     @jitable
@@ -315,8 +316,8 @@ class vectorised:
 
     @staticmethod
     def _draw(p, key, n_atoms, B, dtype):
-        atoms, b = npb.atoms_and_batch(n_atoms, B)
-        z = npb.std_normal(dtype, npb.streams(key, atoms)).astype(np.float64)
+        _, b = npb.atoms_and_batch(n_atoms, B)
+        z = npb.variates("normal", dtype, key, n_atoms)[:, 0].astype(np.float64)
         u = p.loc[b] + p.scale[b] * z
         return b, z, u, _squash_np(u, dtype)
 
