@@ -10,22 +10,17 @@ numpy baseline (``backend="numpy"``).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 import lograd_fast as lf
+from lograd_fast.bench.cases import quadratic_reward
 
 from ._common import FAMILIES, make_dist, min_times, size
 
 TRACK_REPEATS = 3
 
 
-@numba.njit
-def reward(x):
-    acc = 0.0
-    for v in x:
-        acc += (v - 1.0) ** 2
-    return acc
+reward = quadratic_reward()
 
 
 class StreamingScoreFunction:

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import lograd_fast as lf
+from lograd_fast.bench.cases import quadratic_reward
 
 QUICK = os.environ.get("LOGRAD_BENCH_QUICK", "").strip().lower() not in ("", "0", "false", "no")
 N_STREAM = 2**12 if QUICK else 2**22
@@ -33,12 +34,7 @@ R, N, D = (20, 50, 16) if QUICK else (1000, 1000, 16)
 pytestmark = pytest.mark.benchmark
 
 
-@numba.njit
-def reward(x):
-    acc = 0.0
-    for v in x:
-        acc += (v - 1.0) ** 2
-    return acc
+reward = quadratic_reward()
 
 
 @numba.njit

@@ -228,7 +228,9 @@ def case_std_normal(ctx: Context) -> Row:
                     "ns/draw (one thread)")
 
 
-def _reward():
+def quadratic_reward():
+    """``f(x) = sum((x - 1)**2)``, jitted: the reward of the streaming cases (here, in
+    asv and in pytest-benchmark)."""
     import numba
 
     @numba.njit
@@ -250,7 +252,7 @@ def case_streaming(ctx: Context) -> Row:
     loc, log_scale = np.zeros(D), np.zeros(D)
     cpu = lf.Normal(loc, log_scale)
     base = lf.Normal(loc, log_scale, backend="numpy")
-    f = _reward()
+    f = quadratic_reward()
     rng = np.random.default_rng(0)
     scale = n / n_base
     fns = {LOGRAD: lambda: lf.score_function(cpu, f, n, seed=0, baseline="loo"),
