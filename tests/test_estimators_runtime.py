@@ -220,9 +220,15 @@ def test_progress_reports_draws_and_time_left(capsys):
 
 
 CHILD = textwrap.dedent("""
+    import signal
     import sys
     import numba
     import lograd_fast as lf
+
+    # what an interactive process has: a job started in the background by a
+    # non-interactive shell (CI runners) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     @numba.njit
     def f(x):
