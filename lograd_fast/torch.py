@@ -174,8 +174,9 @@ def _host(t: torch.Tensor) -> Any:
 
 
 def _out(arr: Any, shape: tuple, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(arr) if isinstance(arr, np.ndarray) else \
-        torch.as_tensor(arr, device=device)
+    if type(arr) is np.ndarray:  # the host arrays: reshaped (a view) before wrapping
+        return torch.from_numpy(arr if arr.shape == shape else arr.reshape(shape))
+    t = torch.as_tensor(arr, device=device)
     return t.reshape(shape) if tuple(t.shape) != tuple(shape) else t
 
 
@@ -983,6 +984,8 @@ class Distribution(_td.Distribution):
 
     @staticmethod
     def _shape(sample_shape: Any) -> list:
+        if sample_shape is _NO_SHAPE:  # the default: one draw
+            return []
         shape = list(torch.Size(sample_shape))
         if any(k < 1 for k in shape):
             raise ValueError(f"sample_shape must have positive entries, got {tuple(shape)}")
