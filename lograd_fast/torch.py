@@ -937,7 +937,7 @@ class Distribution(_td.Distribution):
     _lf_name: str
     _discrete = False  # integer class indices as values
     _mask: torch.Tensor | None = None
-    _drawn: tuple | None = None  # (x, log_prob(x), parameter versions) of the last sample
+    _drawn: tuple | None = None  # (x, log_prob(x), parameter and mask versions) of a draw
     _lf_cache: tuple | None = None  # (versions, lograd_fast distribution)
     _eager_ok = False  # plain CPU tensors: eager calls may skip the operator layers
 
@@ -1058,22 +1058,24 @@ class Distribution(_td.Distribution):
         """Draws ``(*sample_shape, *batch_shape, *event_shape)`` (no gradient).
 
         ``seed``: a Philox seed (default: one drawn from torch's global generator)."""
+        # RL code asks for the log-prob of the action it just drew: the fused pass
+        # computes it now, and log_prob(x) of this very x returns it (once)
+        if self._lean():  # no torch operation here records a graph: no no_grad needed
+            shape, seed_t = self._shape(sample_shape), self._seed(seed)
+            x, lp, _ = self._lf_dist().sample_and_score(_n(shape), seed=int(seed_t))
+            x, lp = torch.from_numpy(x), torch.from_numpy(lp)
+            if len(shape) > 1:
+                x = x.reshape(tuple(shape) + tuple(x.shape[1:]))
+                lp = lp.reshape(tuple(shape) + tuple(lp.shape[1:]))
+            self._drawn = (x, lp, self._lf_cache[0])  # the versions it was drawn at
+            return x
         with torch.no_grad():
             shape, seed_t = self._shape(sample_shape), self._seed(seed)
             if torch.compiler.is_compiling():
                 return _sample_op(self._spec, self._params, self._mask, shape, seed_t)
-            # RL code asks for the log-prob of the action it just drew: the fused pass
-            # computes it now, and log_prob(x) of this very x returns it (once)
-            if self._lean():
-                x, lp, _ = self._lf_dist().sample_and_score(_n(shape), seed=int(seed_t))
-                x, lp = torch.from_numpy(x), torch.from_numpy(lp)
-                if len(shape) > 1:
-                    x = x.reshape(tuple(shape) + tuple(x.shape[1:]))
-                    lp = lp.reshape(tuple(shape) + tuple(lp.shape[1:]))
-            else:
-                lp, x, _ = self._call(_sample_score_op, self._spec, self._params, self._mask,
-                                      shape, seed_t)
-            self._drawn = (x, lp, tuple(p._version for p in self._params))
+            lp, x, _ = self._call(_sample_score_op, self._spec, self._params, self._mask,
+                                  shape, seed_t)
+            self._drawn = (x, lp, _versions(self._params, self._mask))
             return x
 
     def sample_and_log_prob(self, sample_shape: Any = _NO_SHAPE,
@@ -1092,7 +1094,7 @@ class Distribution(_td.Distribution):
         if drawn is not None:
             self._drawn = None
             if value is drawn[0] and value._version == 0 and not self._needs_grad(
-                    *self._params) and drawn[2] == tuple(p._version for p in self._params):
+                    *self._params) and drawn[2] == _versions(self._params, self._mask):
                 return drawn[1]
         x = self._value(value)
         params = self._params if not x.is_floating_point() else self._cast(x.dtype)

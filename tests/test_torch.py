@@ -554,3 +554,13 @@ def test_lean_path_rebuilds_after_in_place_writes_and_checks_every_call():
         lft.Normal(torch.zeros(2), torch.tensor([1.0, -1.0])).sample()
     with pytest.raises(ValueError, match="logits contains NaN"):
         lft.Categorical(logits=bad).entropy()
+
+
+def test_the_drawn_log_prob_follows_an_in_place_change_of_the_mask():
+    logits = torch.zeros(2, 3, dtype=torch.float64)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    d = lft.Categorical(logits=logits, mask=mask)
+    a = d.sample(seed=4)
+    mask[0, (a[0] + 1) % 3] = False  # the row's other classes now share its mass
+    ref = D.Categorical(logits=logits.masked_fill(~mask, -math.inf)).log_prob(a)
+    torch.testing.assert_close(d.log_prob(a), ref, **TOL)
