@@ -383,19 +383,22 @@ class Distribution:
         flat = {}
         for name, arr in zip(fam.param_names + tuple(extra), arrays + list(extra.values())):
             shape, flat_shape = layout.shapes[name]
-            if arr.shape != shape:
-                arr = np.broadcast_to(arr, shape)
-            arr = np.array(arr, order="C").reshape(flat_shape)  # own copy
+            if arr.shape == shape:
+                arr = np.array(arr, order="C").reshape(flat_shape)  # own copy
+            else:  # broadcast by the assignment (np.broadcast_to costs ~2 us)
+                own = np.empty(flat_shape, arr.dtype)
+                own.reshape(shape)[...] = arr
+                arr = own
             # read-only: the record is immutable, and every record of a family then
             # has one Numba type per dtype (one compiled kernel, not two)
-            arr.flags.writeable = False
+            arr.setflags(write=False)
             flat[name] = arr
         if not fam.prepare_checks_finite:
             for name in fam.param_names:
                 check_finite(flat[name], name, allow_neg_inf=name == "logits")
         derived = fam.prepare(flat)
         for arr in derived.values():
-            arr.flags.writeable = False
+            arr.setflags(write=False)
         self._record = fam.params_cls(**flat, **derived)
         self.sample_event_shape = ses = tuple(fam.sample_event_shape(self._record))
         self.event_shape = self.full_shape[len(self.batch_shape):] + ses if ses \

@@ -76,6 +76,9 @@ _NO_SHAPE = torch.Size()
 _SPECS: dict = {}
 
 
+_SPEC_STR: dict = {}
+
+
 def _parse(spec: str) -> tuple[type, dict]:
     """``"Normal;event_ndims=1"`` -> ``(lf.Normal, {"event_ndims": 1})``; ``nvec=2,3``."""
     got = _SPECS.get(spec)
@@ -101,6 +104,17 @@ def _parse_spec(spec: str) -> tuple[type, dict]:
 
 
 def _spec(cls: type, event_ndims: int = 0, **kw: Any) -> str:
+    if not kw and type(event_ndims) is int:  # the classes' calls: one lookup
+        got = _SPEC_STR.get((cls, event_ndims))
+        if got is None:
+            got = _make_spec(cls, event_ndims, {})
+            if not torch.compiler.is_compiling():  # no global state mutated while tracing
+                _SPEC_STR[(cls, event_ndims)] = got
+        return got
+    return _make_spec(cls, event_ndims, kw)
+
+
+def _make_spec(cls: type, event_ndims: int, kw: dict) -> str:
     parts = [cls.__name__]
     if event_ndims:
         parts.append(f"event_ndims={int(event_ndims)}")
@@ -154,13 +168,15 @@ def _shapes(spec: str, params: list, mask: torch.Tensor | None):
 
 # ============================================================================ kernels
 def _host(t: torch.Tensor) -> Any:
-    t = t.detach()
-    return t.numpy() if t.device.type == "cpu" else t
+    if t.device.type != "cpu":
+        return t.detach()
+    return t.detach().numpy() if t.requires_grad else t.numpy()  # numpy(): no detach needed
 
 
 def _out(arr: Any, shape: tuple, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(arr) if isinstance(arr, np.ndarray) else \
-        torch.as_tensor(arr, device=device)
+    if type(arr) is np.ndarray:  # the host arrays: reshaped (a view) before wrapping
+        return torch.from_numpy(arr if arr.shape == shape else arr.reshape(shape))
+    t = torch.as_tensor(arr, device=device)
     return t.reshape(shape) if tuple(t.shape) != tuple(shape) else t
 
 
@@ -175,17 +191,14 @@ _LOCAL = threading.local()
 
 def _lf(spec: str, params: list, mask: torch.Tensor | None):
     owner = getattr(_LOCAL, "owner", None)
-    mine = owner is not None and mask is owner._mask and len(params) == len(
-        owner._params) and all(a is b for a, b in zip(params, owner._params))
-    versions = tuple(p._version for p in params) + (() if mask is None else (mask._version,))
-    if mine:
-        cached = owner._lf_cache
-        if cached is not None and cached[0] == spec and cached[1] == versions:
-            return cached[2]
-    d = _build(spec, params, mask)
-    if mine:
-        owner._lf_cache = (spec, versions, d)
-    return d
+    if owner is not None and spec == owner._spec and mask is owner._mask and len(
+            params) == len(owner._params) and all(a is b for a, b in zip(params, owner._params)):
+        return owner._lf_dist()
+    return _build(spec, params, mask)
+
+
+def _versions(params: list, mask: torch.Tensor | None) -> tuple:
+    return tuple(p._version for p in params) + (() if mask is None else (mask._version,))
 
 
 def _build(spec: str, params: list, mask: torch.Tensor | None):
@@ -213,7 +226,11 @@ def _flat_x(d, x: torch.Tensor) -> tuple[Any, tuple]:
 
 
 def _log_prob_impl(spec, x, params, mask):
-    d = _lf(spec, params, mask)
+    return _dist_log_prob(_lf(spec, params, mask), x)
+
+
+def _dist_log_prob(d, x: torch.Tensor) -> torch.Tensor:
+    """``log_prob(x)`` of the lograd_fast distribution ``d``, as a tensor."""
     xs, lead = _flat_x(d, x)
     return _out(d.log_prob(xs), lead + d.batch_shape, x.device)
 
@@ -224,7 +241,11 @@ def _scores_out(d, s: dict, lead: tuple, device) -> list:
 
 
 def _log_prob_score_impl(spec, x, params, mask):
-    d = _lf(spec, params, mask)
+    return _dist_log_prob_score(_lf(spec, params, mask), x)
+
+
+def _dist_log_prob_score(d, x: torch.Tensor) -> tuple:
+    """``(log_prob(x), [scores])`` of the lograd_fast distribution ``d``, as tensors."""
     xs, lead = _flat_x(d, x)
     lp, s = d._log_prob_and_score(xs)
     return _out(lp, lead + d.batch_shape, x.device), _scores_out(d, s, lead, x.device)
@@ -252,8 +273,11 @@ def _sample_score_impl(spec, params, mask, sample_shape, seed):
 
 
 def _entropy_impl(spec, params, mask):
-    d = _lf(spec, params, mask)
-    return _out(np.ascontiguousarray(d.entropy()), d.batch_shape, params[0].device)
+    return _dist_entropy(_lf(spec, params, mask), params[0].device)
+
+
+def _dist_entropy(d, device: torch.device) -> torch.Tensor:
+    return _out(np.ascontiguousarray(d.entropy()), d.batch_shape, device)
 
 
 def _kl_impl(spec, p, q, mask_p, mask_q):
@@ -790,8 +814,10 @@ class _LogProbFirst(torch.autograd.Function):
     derivatives."""
 
     @staticmethod
-    def forward(ctx, spec, x, mask, *params):
-        lp, scores = _log_prob_score_op(spec, x, list(params), mask)
+    def forward(ctx, spec, dist, x, mask, *params):
+        # dist: the owner's lograd_fast distribution (the classes' lean path) or None
+        lp, scores = _log_prob_score_op(spec, x, list(params), mask) if dist is None \
+            else _dist_log_prob_score(dist, x)
         ctx.spec, ctx.scores, ctx.has_mask = spec, scores, mask is not None
         ctx.param_shapes = [p.shape for p in params]
         ctx.save_for_backward(x, *params, *([mask] if mask is not None else []))
@@ -799,7 +825,7 @@ class _LogProbFirst(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        need_x = ctx.needs_input_grad[1]
+        need_x = ctx.needs_input_grad[2]
         if torch.is_grad_enabled() or need_x:
             saved = ctx.saved_tensors
             x = saved[0]
@@ -812,10 +838,10 @@ class _LogProbFirst(torch.autograd.Function):
             else:
                 gx, grads = _log_prob_grads(ctx.spec, x, params, ctx.scores, mask, g, None,
                                             need_x)
-            return (None, gx, None, *grads)
+            return (None, None, gx, None, *grads)
         grads = [_bcast(g, sc.dim()) * sc for sc in ctx.scores]
         shapes = ctx.param_shapes
-        return (None, None, None, *[_sum_to(gr, sh) for gr, sh in zip(grads, shapes)])
+        return (None, None, None, None, *[_sum_to(gr, sh) for gr, sh in zip(grads, shapes)])
 
 
 class _EntropyFirst(torch.autograd.Function):
@@ -824,8 +850,8 @@ class _EntropyFirst(torch.autograd.Function):
     a differentiated backward recomputes through :class:`_EntropyFn`."""
 
     @staticmethod
-    def forward(ctx, spec, mask, *params):
-        d = _lf(spec, list(params), mask)
+    def forward(ctx, spec, dist, mask, *params):
+        d = _lf(spec, list(params), mask) if dist is None else dist
         ent, ctx.grads = _rules(spec, "entropy_and_grad").entropy_and_grad(d)
         ctx.spec, ctx.has_mask = spec, mask is not None
         ctx.param_shapes = [p.shape for p in params]
@@ -838,8 +864,8 @@ class _EntropyFirst(torch.autograd.Function):
             saved = ctx.saved_tensors
             params = list(saved[:len(saved) - ctx.has_mask])
             mask = saved[-1] if ctx.has_mask else None
-            return (None, None, *_entropy_grads(ctx.spec, params, mask, g))
-        return (None, None, *[_sum_to(_bcast(g, gr.dim()) * gr, sh)
+            return (None, None, None, *_entropy_grads(ctx.spec, params, mask, g))
+        return (None, None, None, *[_sum_to(_bcast(g, gr.dim()) * gr, sh)
                               for gr, sh in zip(ctx.grads, ctx.param_shapes)])
 
 
@@ -865,7 +891,7 @@ def _log_prob_graph(spec: str, x: torch.Tensor, mask, params: list) -> torch.Ten
     """``log_prob`` with a graph to the parameters (and the value)."""
     if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
         return _LogProbFn.apply(spec, x, mask, *params)[0]
-    return _LOG_PROB_FIRST(spec, x, mask, *params)
+    return _LOG_PROB_FIRST(spec, None, x, mask, *params)
 
 
 # ============================================================================ classes
@@ -880,6 +906,12 @@ def _tensor(value: Any, like: torch.Tensor | None) -> torch.Tensor:
 def _params(**given: Any) -> list[torch.Tensor]:
     """Tensors of one float dtype on one device; numbers follow the tensors (as torch
     broadcasts Python scalars)."""
+    out = list(given.values())
+    first = out[0]
+    if type(first) is torch.Tensor and first.dtype in _FLOATS and first.device.type == "cpu" \
+            and all(type(t) is torch.Tensor and t.dtype is first.dtype
+                    and t.device.type == "cpu" for t in out):  # the common call, checked
+        return out
     like = next((v for v in given.values() if isinstance(v, torch.Tensor)), None)
     out = [_tensor(v, like) for v in given.values()]
     names = list(given)
@@ -905,13 +937,17 @@ class Distribution(_td.Distribution):
     _lf_name: str
     _discrete = False  # integer class indices as values
     _mask: torch.Tensor | None = None
-    _drawn: tuple | None = None  # (x, log_prob(x), parameter versions) of the last sample
-    _lf_cache: tuple | None = None  # (spec, versions, lograd_fast distribution)
+    _drawn: tuple | None = None  # (x, log_prob(x), parameter and mask versions) of a draw
+    _lf_cache: tuple | None = None  # (versions, lograd_fast distribution)
+    _eager_ok = False  # plain CPU tensors: eager calls may skip the operator layers
 
     def _init(self, params: list, spec: str, event_ndims: int, validate_args,
               extra_lead: tuple = ()) -> None:
         self._params = params
         self._device = params[0].device
+        self._eager_ok = self._device.type == "cpu" and all(
+            type(t) is torch.Tensor for t in params) and (
+            self._mask is None or type(self._mask) is torch.Tensor)
         self._spec = spec
         self._event_ndims = int(event_ndims)
         leads = [p.shape[: p.dim() - t] for p, t in zip(
@@ -948,6 +984,8 @@ class Distribution(_td.Distribution):
 
     @staticmethod
     def _shape(sample_shape: Any) -> list:
+        if sample_shape is _NO_SHAPE:  # the default: one draw
+            return []
         shape = list(torch.Size(sample_shape))
         if any(k < 1 for k in shape):
             raise ValueError(f"sample_shape must have positive entries, got {tuple(shape)}")
@@ -983,6 +1021,23 @@ class Distribution(_td.Distribution):
                                  f"(*sample_shape, *{core})") from None
         return value
 
+    def _lf_dist(self):
+        """The lograd_fast distribution of this object's parameters, built once and used
+        while they keep the tensor versions it saw (an in-place write rebuilds it)."""
+        versions = _versions(self._params, self._mask)
+        cached = self._lf_cache
+        if cached is not None and cached[0] == versions:
+            return cached[1]
+        d = _build(self._spec, self._params, self._mask)
+        self._lf_cache = (versions, d)
+        return d
+
+    def _lean(self) -> bool:
+        """Eager mode with plain CPU tensors: the classes call the lograd_fast distribution
+        directly (what the operators' implementations would do, without their layers)."""
+        return self._eager_ok and not (torch.compiler.is_compiling()
+                                       or torch._C._are_functorch_transforms_active())
+
     def _call(self, fn, *args):
         """``fn(*args)`` with this distribution named as the owner of the operator calls
         (eager mode: they share one lograd_fast distribution, see ``_lf``)."""
@@ -1003,15 +1058,24 @@ class Distribution(_td.Distribution):
         """Draws ``(*sample_shape, *batch_shape, *event_shape)`` (no gradient).
 
         ``seed``: a Philox seed (default: one drawn from torch's global generator)."""
+        # RL code asks for the log-prob of the action it just drew: the fused pass
+        # computes it now, and log_prob(x) of this very x returns it (once)
+        if self._lean():  # no torch operation here records a graph: no no_grad needed
+            shape, seed_t = self._shape(sample_shape), self._seed(seed)
+            x, lp, _ = self._lf_dist().sample_and_score(_n(shape), seed=int(seed_t))
+            x, lp = torch.from_numpy(x), torch.from_numpy(lp)
+            if len(shape) > 1:
+                x = x.reshape(tuple(shape) + tuple(x.shape[1:]))
+                lp = lp.reshape(tuple(shape) + tuple(lp.shape[1:]))
+            self._drawn = (x, lp, self._lf_cache[0])  # the versions it was drawn at
+            return x
         with torch.no_grad():
             shape, seed_t = self._shape(sample_shape), self._seed(seed)
             if torch.compiler.is_compiling():
                 return _sample_op(self._spec, self._params, self._mask, shape, seed_t)
-            # RL code asks for the log-prob of the action it just drew: the fused pass
-            # computes it now, and log_prob(x) of this very x returns it (once)
             lp, x, _ = self._call(_sample_score_op, self._spec, self._params, self._mask,
                                   shape, seed_t)
-            self._drawn = (x, lp, tuple(p._version for p in self._params))
+            self._drawn = (x, lp, _versions(self._params, self._mask))
             return x
 
     def sample_and_log_prob(self, sample_shape: Any = _NO_SHAPE,
@@ -1030,12 +1094,17 @@ class Distribution(_td.Distribution):
         if drawn is not None:
             self._drawn = None
             if value is drawn[0] and value._version == 0 and not self._needs_grad(
-                    *self._params) and drawn[2] == tuple(p._version for p in self._params):
+                    *self._params) and drawn[2] == _versions(self._params, self._mask):
                 return drawn[1]
         x = self._value(value)
         params = self._params if not x.is_floating_point() else self._cast(x.dtype)
+        lean = params is self._params and self._lean()
         if self._needs_grad(x, *params):
+            if lean:
+                return _LOG_PROB_FIRST(self._spec, self._lf_dist(), x, self._mask, *params)
             return self._call(_log_prob_graph, self._spec, x, self._mask, params)
+        if lean:
+            return _dist_log_prob(self._lf_dist(), x)
         return self._call(_log_prob_op, self._spec, x, params, self._mask)
 
     def score(self, value: Any) -> dict[str, torch.Tensor]:
@@ -1050,12 +1119,11 @@ class Distribution(_td.Distribution):
     def entropy(self) -> torch.Tensor:
         """Entropy ``batch_shape``; differentiable w.r.t. the parameters (closed form)."""
         if self._needs_grad(*self._params):
-            if _rules(self._spec, "entropy_and_grad") is not None and \
-                    self._device.type == "cpu" and not (
-                    torch.compiler.is_compiling()
-                    or torch._C._are_functorch_transforms_active()) and _plain(self._params):
-                return self._call(_ENTROPY_FIRST, self._spec, self._mask, *self._params)
+            if self._lean() and _rules(self._spec, "entropy_and_grad") is not None:
+                return _ENTROPY_FIRST(self._spec, self._lf_dist(), self._mask, *self._params)
             return self._call(_apply, _EntropyFn, self._spec, self._mask, *self._params)
+        if self._lean():
+            return _dist_entropy(self._lf_dist(), self._device)
         return self._call(_entropy_op, self._spec, self._params, self._mask)
 
     def expand(self, batch_shape: Any, _instance=None):

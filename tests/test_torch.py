@@ -500,3 +500,67 @@ def test_functional_log_prob_and_bad_input():
     # numbers next to tensors follow the tensors' dtype
     assert lft.Normal(z, 1.0).log_prob(z).dtype == torch.float64
     assert np.isfinite(lft.Normal(z, 1.0).log_prob(z).numpy()).all()
+
+
+# ============================================================================ the lean path
+def test_lean_eager_path_equals_the_registered_operators():
+    """Eager calls with plain CPU tensors skip the operator layers (``Distribution._lean``):
+    the same numbers, bit for bit, as ``torch.ops.lograd_fast`` through the dispatcher."""
+    ops = torch.ops.lograd_fast
+    mean = torch.randn(4, 3)
+    scale = torch.rand(3).add(0.5).expand(4, 3)  # a stride-0 scale, as RL code passes
+    logits = torch.randn(4, 5, dtype=torch.float64)
+    mask = torch.tensor([True, False, True, True, True]).expand(4, 5)
+    for d in (lft.Normal(mean, scale), lft.Normal(mean, log_scale=scale.log(), event_ndims=1),
+              lft.Categorical(logits=logits, mask=mask)):
+        assert d._lean()
+        params = [p.detach() for p in d._params]
+        lp, x, _ = ops.sample_score.default(d._spec, params, d._mask, [2], torch.tensor(9))
+        drawn = d.sample((2,), seed=9)
+        assert torch.equal(drawn, x)
+        assert torch.equal(d.log_prob(drawn), lp)  # the fused pass's log-prob of the draw
+        # a value that was not just drawn: the log-prob kernel (Normal: at the stored,
+        # rounded x, so not the fused pass's float64 draw)
+        assert torch.equal(d.log_prob(x), ops.log_prob.default(d._spec, x, params, d._mask))
+        if isinstance(d, lft.Categorical):  # (Normal's entropy is two torch operations)
+            assert torch.equal(d.entropy(), ops.entropy.default(d._spec, params, d._mask))
+    # with gradients: the lean autograd path against the operators' registered autograd
+    z = logits.clone().requires_grad_()
+    a = torch.tensor([0, 2, 4, 3])
+    ours = lft.Categorical(logits=z, mask=mask)
+    ref = ops.log_prob.default(ours._spec, a, [z], mask)
+    assert_same_grads(ours.log_prob(a), ref, (z,))
+    assert_same_grads(ours.entropy(), ops.entropy.default(ours._spec, [z], mask), (z,))
+
+
+def test_lean_path_rebuilds_after_in_place_writes_and_checks_every_call():
+    loc, scale = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    d = lft.Normal(loc, scale)
+    x = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(d.log_prob(x), D.Normal(loc, scale).log_prob(x), **TOL)
+    loc.add_(1.0)  # the cached lograd_fast distribution saw the old version
+    torch.testing.assert_close(d.log_prob(x), D.Normal(loc, scale).log_prob(x), **TOL)
+    torch.testing.assert_close(d.entropy(), D.Normal(loc, scale).entropy(), **TOL)
+    loc[1] = math.nan
+    for call in (d.sample, lambda: d.log_prob(x)):
+        with pytest.raises(ValueError, match="loc contains NaN"):
+            call()
+    # a NaN network output is an error in the update (grad) path too, and a bad scale
+    # is named as the scale
+    bad = torch.tensor([0.0, math.nan], requires_grad=True)
+    with pytest.raises(ValueError, match="loc contains NaN"):
+        lft.Normal(bad, torch.ones(2)).log_prob(torch.zeros(2))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        lft.Normal(torch.zeros(2), torch.tensor([1.0, -1.0])).sample()
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        lft.Categorical(logits=bad).entropy()
+
+
+def test_the_drawn_log_prob_follows_an_in_place_change_of_the_mask():
+    logits = torch.zeros(2, 3, dtype=torch.float64)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    d = lft.Categorical(logits=logits, mask=mask)
+    a = d.sample(seed=4)
+    mask[0, (a[0] + 1) % 3] = False  # the row's other classes now share its mass
+    ref = D.Categorical(logits=logits.masked_fill(~mask, -math.inf)).log_prob(a)
+    torch.testing.assert_close(d.log_prob(a), ref, **TOL)

@@ -297,7 +297,12 @@ def sample_score(p, key, x, s, out, B, E):
     atoms = max(min(n * E, max(FILL_ATOMS // E, 1) * E), E)  # whole items per pass
     bufs = variate_scratch(p, atoms, parts)
     direct = E == 1 and out.dtype == np.float64
-    run_split(_for(_sample_score_range, p), (_tiled(p, B, n * E), key, x, s, out, B, E, direct),
+    fn = _for(_sample_score_range, p)
+    if parts == 1:  # the small call (an RL step): no split, no lists
+        fn(_tiled(p, B, n * E), key, x, s, out, B, E, direct, 0, n,
+           (bufs[0], out if direct else np.empty(atoms)))
+        return
+    run_split(fn, (_tiled(p, B, n * E), key, x, s, out, B, E, direct),
               n, per, [(bufs[t], out if direct else np.empty(atoms)) for t in range(parts)])
 
 
