@@ -136,3 +136,38 @@ def test_bench_compile_row_quick(tmp_path):
     assert all(t > 0 for t in row["times"].values())
     assert m["second"] and m["compile"]["ok"]
     assert "for 1 of 1 targets" in m["compile"]["summary"]
+
+
+LOCATORS = """
+    import json, sys
+    from numba.core.dispatcher import Dispatcher
+    import lograd_fast.estimators, lograd_fast.families  # every module with kernels
+
+    def dispatchers(value):
+        if isinstance(value, Dispatcher):
+            yield value
+        elif isinstance(value, dict):  # e.g. rng._FILL, the vectorised variate passes
+            for v in value.values():
+                yield from dispatchers(v)
+
+    seen, wrong = 0, []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("lograd_fast"):
+            for attr, value in list(vars(module).items()):
+                for d in dispatchers(value):
+                    if type(d._cache).__name__ == "NullCache":
+                        continue
+                    seen += 1
+                    locator = type(d._cache._impl._locator).__name__
+                    if locator != "PackageHashLocator":
+                        wrong.append(f"{name}.{attr}: {d.py_func.__name__} -> {locator}")
+    print(json.dumps({"seen": seen, "wrong": sorted(set(wrong))}))
+"""
+
+
+def test_every_cached_kernel_uses_the_package_hash_locator(tmp_path):
+    """Numba picks a function's cache locator when it is decorated: the RNG's variate
+    passes, decorated before ``_engine/cache.py`` was imported, went to Numba's
+    per-file ``__pycache__`` locator, which cannot see an edit of ``maths.py``."""
+    out = _python(LOCATORS, tmp_path / "cache")
+    assert out["seen"] >= 10 and out["wrong"] == [], out

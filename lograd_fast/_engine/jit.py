@@ -27,8 +27,13 @@ from numba import njit, types
 from numba.core.target_extension import current_target
 from numba.extending import overload
 
-__all__ = ["jitable", "jitable_hot", "jitable_flat", "cpu_inline", "by_dtype",
-           "dispatch_on_record"]
+# Installs the package-hash cache locator before any module of the package decorates a
+# kernel with ``cache=True``: Numba picks a function's locator when it is decorated, and
+# every module that does (``rng.py`` first) imports this one.
+from . import cache as _cache  # noqa: F401
+
+__all__ = ["jitable", "jitable_hot", "jitable_flat", "jitable_outline", "cpu_inline",
+           "by_dtype", "dispatch_on_record"]
 
 _JIT_OPTIONS = {"error_model": "numpy"}
 
@@ -80,6 +85,25 @@ def jitable_flat(fn: Callable) -> Callable:
     return _mark(fn, None)
 
 
+def jitable_outline(fn: Callable, cpu_call: Callable) -> Callable:
+    """:func:`jitable` for a deep, branchy function that many drivers call (the gamma
+    rejection sampler): on the CPU its call sites run ``cpu_call`` instead, a thin
+    function of the same signature that calls a module-level ``njit(cache=True)``
+    kernel compiled from ``fn`` (:func:`cpu_inline` with ``outline=False``).  That
+    kernel is typed and compiled once per signature and loaded from the disk cache by
+    every later process, instead of being typed again inside every driver that inlines
+    it; elsewhere (CUDA, Python) ``fn`` is used as it is."""
+    n = _arity(fn)
+
+    def typer(*args):
+        return cpu_call if str(current_target()) == "cpu" else fn
+
+    overload(fn, target="generic", strict=False, jit_options=_JIT_OPTIONS)(
+        _with_arity("def fn(ARGS):\n    return typer(ARGS)\n", n, {"typer": typer}))
+    fn.__cpu_call__ = cpu_call
+    return _mark(fn, None)
+
+
 def _mark(fn: Callable, compiled: Callable | None) -> Callable:
     fn.__jitable__ = True
     fn.__compiled__ = compiled
@@ -89,7 +113,7 @@ def _mark(fn: Callable, compiled: Callable | None) -> Callable:
 _CPU_COPIES: dict = {}
 
 
-def cpu_inline(fn: Callable) -> Callable:
+def cpu_inline(fn: Callable, outline: bool = True) -> Callable:
     """A CPU-only ``njit(inline="always")`` copy of the :func:`jitable` function ``fn``,
     for the bodies of flat loops meant to vectorise (the RNG's variate passes).
 
@@ -99,13 +123,18 @@ def cpu_inline(fn: Callable) -> Callable:
     to compile one Box-Muller variate loop that way, 2-3 s with these copies).
     Global names of ``fn`` bound to other jitable functions are rebound to their
     copies (call them by name, not as ``module.attr``, in such code); a ``compiled``
-    form (e.g. ``math.sqrt`` for ``maths.sqrt``) replaces the Python body.
+    form (e.g. ``math.sqrt`` for ``maths.sqrt``) replaces the Python body.  The copy of
+    a :func:`jitable_outline` function is its ``cpu_call`` (a call of the cached
+    kernel); ``outline=False`` gives the copy of its own body (to build that kernel).
     """
-    copy = _CPU_COPIES.get(fn)
+    outline = outline and hasattr(fn, "__cpu_call__")
+    copy = _CPU_COPIES.get((fn, outline))
     if copy is not None:
         return copy
     compiled = getattr(fn, "__compiled__", None)
-    if compiled is not None and not hasattr(compiled, "__code__"):
+    if outline:
+        copy = njit(inline="always", error_model="numpy")(fn.__cpu_call__)
+    elif compiled is not None and not hasattr(compiled, "__code__"):
         copy = compiled  # a builtin Numba compiles itself (math.sqrt)
     else:
         body = compiled or fn
@@ -116,7 +145,7 @@ def cpu_inline(fn: Callable) -> Callable:
                                      body.__closure__)
         clone.__module__, clone.__qualname__ = body.__module__, body.__qualname__
         copy = njit(inline="always", error_model="numpy")(clone)
-    _CPU_COPIES[fn] = copy
+    _CPU_COPIES[fn, outline] = copy
     return copy
 
 

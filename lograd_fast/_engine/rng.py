@@ -68,6 +68,7 @@ from .jit import (
     jitable,
     jitable_flat,
     jitable_hot,
+    jitable_outline,
 )
 from .maths import (
     cos_kernel_f32,
@@ -566,7 +567,6 @@ from the atom's Philox block ``block``."""
 _ONE_THIRD = 1.0 / 3.0
 
 
-@jitable
 def std_gamma_log_from(like, st, z0, block, alpha):
     boost = alpha < 1.0
     d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
@@ -590,6 +590,29 @@ def std_gamma_log_from(like, st, z0, block, alpha):
         u, block = uniform(like, st, block)
         log_g = log_g + math.log(np.float64(u)) / alpha
     return log_g, block
+
+
+def _std_gamma_log_from_cpu(like, st, z0, block, alpha):
+    # ``like`` is replaced by ``z0`` (a scalar of the same float type: the families take
+    # it from ``normal_variate(like, ...)``) and the stream by its five words (the
+    # rejections use blocks >= 1, never the buffered block 0), so the kernel has one
+    # signature per dtype whatever the driver, array layout or buffer.
+    return _std_gamma_log_kernel(z0, st[0], st[1], st[2], st[3], st[4], np.int64(block),
+                                 np.float64(alpha))
+
+
+# The rejection sampler is compiled once per dtype as this cached kernel and called
+# out of line by every CPU driver (Gamma, Beta, Dirichlet, StudentT) instead of being
+# inlined into each and typed again there (measured, cold first call, CPU s:
+# see docs/benchmarks.md, "Compile and import time").  A rejection loop gains nothing
+# from being inlined: it is branchy, scalar, and runs once per atom.
+std_gamma_log_from = jitable_outline(std_gamma_log_from, _std_gamma_log_from_cpu)
+_std_gamma_log_body = cpu_inline(std_gamma_log_from, outline=False)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _std_gamma_log_kernel(z0, k0, k1, a_lo, a_hi, stream, block, alpha):
+    return _std_gamma_log_body(z0, (k0, k1, a_lo, a_hi, stream), z0, block, alpha)
 
 
 std_gamma_log_from.__doc__ = """``std_gamma_log_from(like, st, z0, block, alpha)``
