@@ -594,12 +594,11 @@ def std_gamma_log_from(like, st, z0, block, alpha):
 
 
 def _std_gamma_log_from_cpu(like, st, z0, block, alpha):
-    # ``like`` is replaced by ``z0`` (a scalar of the same float type: the families take
-    # it from ``normal_variate(like, ...)``) and the stream by its five words (the
-    # rejections use blocks >= 1, never the buffered block 0), so the kernel has one
-    # signature per dtype whatever the driver, array layout or buffer.
-    return _std_gamma_log_kernel(z0, z0, st[0], st[1], st[2], st[3], st[4], np.int64(block),
-                                 np.float64(alpha))
+    # ``like`` picks the kernel of its dtype and the stream goes as its five words (the
+    # rejections use blocks >= 1, never the buffered block 0), so each kernel has one
+    # signature whatever the driver, array layout or variate buffer.
+    return _std_gamma_log_kernel(like, z0, st[0], st[1], st[2], st[3], st[4],
+                                 np.int64(block), np.float64(alpha))
 
 
 # The rejection sampler is compiled once per dtype as a cached kernel and called by
@@ -618,6 +617,7 @@ _KERNEL = dict(cache=True, nogil=True, error_model="numpy", _nrt=False)
 @always_inline
 @njit(**_KERNEL)
 def _std_gamma_log_kernel_f64(z0, k0, k1, a_lo, a_hi, stream, block, alpha):
+    # the body's draws are float64 (fixed above): its ``like`` argument is unused
     return _std_gamma_log_f64(z0, (k0, k1, a_lo, a_hi, stream), z0, block, alpha)
 
 
