@@ -136,3 +136,81 @@ def test_bench_compile_row_quick(tmp_path):
     assert all(t > 0 for t in row["times"].values())
     assert m["second"] and m["compile"]["ok"]
     assert "for 1 of 1 targets" in m["compile"]["summary"]
+
+
+LOCATORS = """
+    import json, sys
+    from numba.core.dispatcher import Dispatcher
+    import lograd_fast.estimators, lograd_fast.families  # every module with kernels
+
+    def dispatchers(value):
+        if isinstance(value, Dispatcher):
+            yield value
+        elif isinstance(value, dict):  # e.g. rng._FILL, the vectorised variate passes
+            for v in value.values():
+                yield from dispatchers(v)
+
+    seen, wrong = 0, []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("lograd_fast"):
+            for attr, value in list(vars(module).items()):
+                for d in dispatchers(value):
+                    if type(d._cache).__name__ == "NullCache":
+                        continue
+                    seen += 1
+                    locator = type(d._cache._impl._locator).__name__
+                    if locator != "PackageHashLocator":
+                        wrong.append(f"{name}.{attr}: {d.py_func.__name__} -> {locator}")
+    print(json.dumps({"seen": seen, "wrong": sorted(set(wrong))}))
+"""
+
+
+def test_every_cached_kernel_uses_the_package_hash_locator(tmp_path):
+    """Numba picks a function's cache locator when it is decorated: the RNG's variate
+    passes, decorated before ``_engine/cache.py`` was imported, went to Numba's
+    per-file ``__pycache__`` locator, which cannot see an edit of ``maths.py``."""
+    out = _python(LOCATORS, tmp_path / "cache")
+    assert out["seen"] >= 10 and out["wrong"] == [], out
+
+
+GAMMA_KERNEL = """
+    import json, sys
+    import numpy as np
+    import lograd_fast as lf
+    from lograd_fast import precompile
+    from lograd_fast._engine import cpu, rng
+
+    family = sys.argv[1]
+    d = {"Gamma": lambda: lf.Gamma(np.zeros(2), np.zeros(2)),
+         "Beta": lambda: lf.Beta(np.zeros(2), np.zeros(2))}[family]()
+    with precompile.kernel_compiles() as names:
+        d.sample_and_score(64, seed=0)
+    kernel = rng._std_gamma_log_kernel_f64
+    inlined = []
+    for (driver, _), fn in cpu._SPECIALISED.items():
+        for sig in fn.signatures:  # the kernel is inlined by LLVM: no copy left to call
+            module = fn.overloads[sig].library._final_module
+            inlined.append(not any("_std_gamma_log_kernel" in f.name
+                                   for f in module.functions if not f.is_declaration))
+    print(json.dumps({"compiled": names, "kernel_hits": kernel.stats.cache_hits and
+                      sum(kernel.stats.cache_hits.values()), "inlined": inlined}))
+"""
+
+
+def test_gamma_sampler_is_one_cached_kernel_inlined_into_the_drivers(tmp_path):
+    """The gamma rejection sampler is compiled once per dtype (``rng.jitable_outline``):
+    the first Gamma process compiles it, a Beta process loads it from the cache (its
+    driver compiles without typing the sampler again) and LLVM inlines it into the
+    drivers (``jit.always_inline``; run time as with the sampler inlined in the IR)."""
+    cache = tmp_path / "cache"
+    code = textwrap.dedent(GAMMA_KERNEL)
+    first, second = ({**json.loads(subprocess.run(
+        [sys.executable, "-c", code, family], env=_env(cache), capture_output=True,
+        text=True, timeout=900, check=True).stdout.splitlines()[-1]), "family": family}
+        for family in ("Gamma", "Beta"))
+    kernel = "lograd_fast._engine.rng._std_gamma_log_kernel_f64"
+    assert first["compiled"].count(kernel) == 1, first
+    assert kernel not in second["compiled"] and second["kernel_hits"] >= 1, second
+    assert "lograd_fast._engine.cpu._sample_score_range__BetaParams" in second["compiled"]
+    assert first["inlined"] and all(first["inlined"]) and all(second["inlined"]), (first,
+                                                                                   second)

@@ -63,11 +63,13 @@ from numba.extending import overload
 from .jit import (
     _JIT_OPTIONS,
     _inline_on_cpu,
+    always_inline,
     by_dtype,
     cpu_inline,
     jitable,
     jitable_flat,
     jitable_hot,
+    jitable_outline,
 )
 from .maths import (
     cos_kernel_f32,
@@ -566,7 +568,6 @@ from the atom's Philox block ``block``."""
 _ONE_THIRD = 1.0 / 3.0
 
 
-@jitable
 def std_gamma_log_from(like, st, z0, block, alpha):
     boost = alpha < 1.0
     d = (alpha + 1.0 if boost else alpha) - _ONE_THIRD
@@ -590,6 +591,43 @@ def std_gamma_log_from(like, st, z0, block, alpha):
         u, block = uniform(like, st, block)
         log_g = log_g + math.log(np.float64(u)) / alpha
     return log_g, block
+
+
+def _std_gamma_log_from_cpu(like, st, z0, block, alpha):
+    # ``like`` picks the kernel of its dtype and the stream goes as its five words (the
+    # rejections use blocks >= 1, never the buffered block 0), so each kernel has one
+    # signature whatever the driver, array layout or variate buffer.
+    return _std_gamma_log_kernel(like, z0, st[0], st[1], st[2], st[3], st[4],
+                                 np.int64(block), np.float64(alpha))
+
+
+# The rejection sampler is compiled once per dtype as a cached kernel and called by
+# every CPU driver (Gamma, Beta, Dirichlet, StudentT) instead of being typed again
+# inside each; LLVM inlines the compiled kernel into the drivers (``always_inline``),
+# so the run time is that of the sampler inlined in the IR (measured: see
+# docs/benchmarks.md, "Compile and import time").  Each kernel's body is typed once
+# with its dtype fixed (``cpu_inline(..., float32=...)``: the ``uniform`` and
+# ``std_normal`` draws inlined as plain copies, not as overloads resolved twice).
+std_gamma_log_from = jitable_outline(std_gamma_log_from, _std_gamma_log_from_cpu)
+_std_gamma_log_f64 = cpu_inline(std_gamma_log_from, outline=False, float32=False)
+_std_gamma_log_f32 = cpu_inline(std_gamma_log_from, outline=False, float32=True)
+_KERNEL = dict(cache=True, nogil=True, error_model="numpy", _nrt=False)
+
+
+@always_inline
+@njit(**_KERNEL)
+def _std_gamma_log_kernel_f64(z0, k0, k1, a_lo, a_hi, stream, block, alpha):
+    # the body's draws are float64 (fixed above): its ``like`` argument is unused
+    return _std_gamma_log_f64(z0, (k0, k1, a_lo, a_hi, stream), z0, block, alpha)
+
+
+@always_inline
+@njit(**_KERNEL)
+def _std_gamma_log_kernel_f32(z0, k0, k1, a_lo, a_hi, stream, block, alpha):
+    return _std_gamma_log_f32(z0, (k0, k1, a_lo, a_hi, stream), z0, block, alpha)
+
+
+_std_gamma_log_kernel = by_dtype(_std_gamma_log_kernel_f32, _std_gamma_log_kernel_f64)
 
 
 std_gamma_log_from.__doc__ = """``std_gamma_log_from(like, st, z0, block, alpha)``
