@@ -7,7 +7,9 @@ Measures, in this process, one torch and one Numba thread, CPU time
 (``time.process_time``), the minimum of round-robin repeats:
 
 * the torch adapter inside RL calls against ``torch.distributions``
-  (``lograd_fast.bench.rl``: rollout and update, Categorical and Normal, every B);
+  (``lograd_fast.bench.rl``: rollout and update, Categorical and Normal, every B),
+  and where an update's time goes at B = 64 (build, forward, backward, and the floor:
+  the same loss and gradient without a distribution);
 * the core's small policy step: ``lf.Categorical(logits (64, 6)).sample_and_score(None)``
   and ``lf.Normal`` of 6 actions, construction included;
 * the JAX adapter under ``jit(grad)`` against the same loss with ``jax.nn.log_softmax``
@@ -31,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- rl-bench:start -->", "<!-- rl-bench:end -->"
+BREAKDOWN_B = 64  # batch of the update breakdown
 
 
 def _min_cpu(fn, calls: int, repeats: int) -> float:
@@ -116,7 +119,11 @@ def measure(repeats: int, ppo_steps: int | None) -> dict:
             print(f"[rl] {family} {phase} ...", file=sys.stderr, flush=True)
             calls[(family, phase)] = rl.measure_calls(family, phase, repeats=repeats)
     print("[rl] core step, JAX ...", file=sys.stderr, flush=True)
-    result = {"calls": calls, "core": core_step(repeats), "jax": jax_step(repeats)}
+    print("[rl] update breakdown ...", file=sys.stderr, flush=True)
+    breakdown = {family: rl.update_breakdown(family, BREAKDOWN_B, repeats)
+                 for family in ("Categorical", "Normal")}
+    result = {"calls": calls, "breakdown": breakdown, "core": core_step(repeats),
+              "jax": jax_step(repeats)}
     if ppo_steps and rl.ppo_example() is not None:
         print("[rl] PPO ...", file=sys.stderr, flush=True)
         result["ppo"] = rl.measure_ppo(ppo_steps)
@@ -143,6 +150,12 @@ def markdown(result: dict, command: str, load: tuple) -> str:
         "`entropy`, loss and gradient.  Categorical K = 6, Normal 6 action dims, float32.",
         "",
         rl.calls_table(result["calls"]),
+        "",
+        "**Where an update's time goes** (CPU µs, one thread; stages cumulative in the "
+        "same calls as above; the floor replaces `log_prob` and `entropy` by plain sums "
+        "of the network outputs): " + " ".join(
+            rl.breakdown_line(family, BREAKDOWN_B, parts)
+            for family, parts in result["breakdown"].items()),
         "",
         "**core small step** (construction included, no adapter): " + "; ".join(
             f"{name}: **{t * 1e6:.1f} µs**" for name, t in result["core"].items())

@@ -43,6 +43,7 @@ A = 6  # action dims of the Normal policy
 TARGET = 0.8  # lograd_fast's time / torch's, at most
 OURS, THEIRS = "lograd_fast.torch", "torch.distributions"
 PPO_STEPS = 16384  # environment steps of the benchmark's PPO runs
+STAGES = ("build", "forward", "full", "floor")  # of an update, see make_call
 
 
 def _libraries():
@@ -53,11 +54,22 @@ def _libraries():
     return torch, {OURS: lft, THEIRS: torch.distributions}
 
 
-def make_call(lib, family: str, phase: str, B: int, seed: int = 0) -> Callable[[], object]:
+def make_call(lib, family: str, phase: str, B: int, seed: int = 0,
+              stage: str = "full") -> Callable[[], object]:
     """One RL call of ``family`` ("Categorical" or "Normal") in ``phase`` ("rollout" or
     "update") with ``B`` environments, written once for both libraries (``lib`` is
-    ``torch.distributions`` or ``lograd_fast.torch``)."""
+    ``torch.distributions`` or ``lograd_fast.torch``).
+
+    ``stage`` cuts an update short, to split its time (:func:`update_breakdown`):
+    ``"build"`` only constructs the distribution, ``"forward"`` adds ``log_prob`` and
+    ``entropy`` (no loss, no backward), ``"full"`` is the whole call; ``"floor"`` (``lib``
+    unused) is the same loss and gradient with ``log_prob`` and ``entropy`` replaced by
+    plain sums of the network outputs: what the update costs any library.
+    """
     import torch
+
+    if stage not in STAGES or (phase == "rollout" and stage != "full"):
+        raise ValueError(f"stage must be one of {STAGES} (update only), got {stage!r}")
 
     g = torch.Generator().manual_seed(seed)
     adv = torch.randn(B, generator=g)
@@ -74,8 +86,16 @@ def make_call(lib, family: str, phase: str, B: int, seed: int = 0) -> Callable[[
         logits.requires_grad_()
 
         def call():
-            d = lib.Categorical(logits=logits)
-            loss = -(adv * d.log_prob(actions)).mean() - 0.01 * d.entropy().mean()
+            if stage == "floor":
+                lp = ent = logits.sum(-1)
+            else:
+                d = lib.Categorical(logits=logits)
+                if stage == "build":
+                    return d
+                lp, ent = d.log_prob(actions), d.entropy()
+                if stage == "forward":
+                    return lp, ent
+            loss = -(adv * lp).mean() - 0.01 * ent.mean()
             return torch.autograd.grad(loss, logits)
         return call
     mean = torch.randn(B, A, generator=g)
@@ -94,8 +114,17 @@ def make_call(lib, family: str, phase: str, B: int, seed: int = 0) -> Callable[[
     log_std.requires_grad_()
 
     def call():
-        d = lib.Normal(mean, log_std.exp().expand(B, A))
-        loss = -(adv * d.log_prob(actions).sum(-1)).mean() - 0.01 * d.entropy().sum(-1).mean()
+        std = log_std.exp().expand(B, A)
+        if stage == "floor":
+            lp, ent = mean.sum(-1), std.sum(-1)
+        else:
+            d = lib.Normal(mean, std)
+            if stage == "build":
+                return d
+            lp, ent = d.log_prob(actions).sum(-1), d.entropy().sum(-1)
+            if stage == "forward":
+                return lp, ent
+        loss = -(adv * lp).mean() - 0.01 * ent.mean()
         return torch.autograd.grad(loss, (mean, log_std))
     return call
 
@@ -139,6 +168,45 @@ def measure_calls(family: str, phase: str, batches=BATCHES, repeats: int = 7,
             n = max(5, int(budget_s / max(time.process_time() - t0, 1e-6)))
             out[B] = cpu_times(calls, repeats, min(n, 2000))
     return out
+
+
+def update_breakdown(family: str, B: int = 64, repeats: int = 7,
+                     n: int = 300) -> dict[str, dict[str, float]]:
+    """Where an update's time goes: ``{library: {stage: CPU seconds per call}}`` for
+    the stages of :func:`make_call` (cumulative: ``forward`` includes ``build``), and
+    ``{"floor": {"full": ...}}``, all round-robin in one process, one thread."""
+    _, libs = _libraries()
+    calls = {(name, stage): make_call(lib, family, "update", B, stage=stage)
+             for name, lib in libs.items() for stage in ("build", "forward", "full")}
+    calls[("floor", "full")] = make_call(None, family, "update", B, stage="floor")
+    with _OneThread():
+        times = cpu_times(calls, repeats, n)
+    out: dict[str, dict[str, float]] = {}
+    for (name, stage), t in times.items():
+        out.setdefault(name, {})[stage] = t
+    return out
+
+
+def breakdown_line(family: str, B: int, parts: dict[str, dict[str, float]]) -> str:
+    """Markdown sentence: build, forward and backward (+ loss) per library, and the
+    floor, in microseconds."""
+    def us(t: float) -> str:
+        return f"{t * 1e6:.0f}"
+
+    cells = []
+    for name in (OURS, THEIRS):
+        p = parts[name]
+        cells.append(f"{name} build {us(p['build'])}, log_prob + entropy "
+                     f"{us(p['forward'] - p['build'])}, loss + backward "
+                     f"{us(p['full'] - p['forward'])} (total {us(p['full'])})")
+    floor = parts["floor"]["full"]
+    theirs = parts[THEIRS]["full"]
+    return (f"{family} update at B = {B}, µs: " + "; ".join(cells)
+            + f"; the same loss and gradient without any distribution (the floor every "
+              f"library pays) {us(floor)} µs = {floor / theirs:.0%} of "
+              f"torch.distributions' total, so {TARGET}× of it leaves "
+              f"{us(TARGET * theirs - floor)} µs for build, forward and backward of "
+              f"the distribution (torch.distributions takes {us(theirs - floor)}).")
 
 
 def ppo_example() -> Path | None:

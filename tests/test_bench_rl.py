@@ -1,0 +1,51 @@
+"""The RL benchmark's calls (``lograd_fast.bench.rl``): both libraries compute the same
+thing in every stage, so the timings compare like with like."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.distributions as td  # noqa: E402
+
+import lograd_fast.torch as lft  # noqa: E402
+from lograd_fast.bench import rl  # noqa: E402
+
+
+@pytest.mark.parametrize("family", ["Categorical", "Normal"])
+def test_update_stages_agree_between_libraries(family):
+    B = 4
+    ours, theirs = (rl.make_call(lib, family, "update", B, stage="forward")
+                    for lib in (lft, td))
+    for a, b in zip(ours(), theirs()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(rl.make_call(lft, family, "update", B)(),
+                    rl.make_call(td, family, "update", B)()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert isinstance(rl.make_call(lft, family, "update", B, stage="build")(),
+                      td.Distribution)
+
+
+def test_floor_is_the_loss_without_a_distribution():
+    B = 5
+    g_mean, g_log_std = rl.make_call(None, "Normal", "update", B, stage="floor")()
+    gen = torch.Generator().manual_seed(0)  # the draws of make_call, in its order
+    adv = torch.randn(B, generator=gen)
+    # loss = -mean_b(adv_b * sum_a mean_ba) - 0.01 * mean_b(sum_a exp(log_std_a))
+    torch.testing.assert_close(g_mean, (-adv / B)[:, None].expand(B, rl.A))
+    torch.testing.assert_close(g_log_std, torch.full((rl.A,), -0.01 * torch.exp(
+        torch.tensor(-0.5)).item()))
+
+
+def test_stage_is_checked():
+    with pytest.raises(ValueError, match="stage"):
+        rl.make_call(lft, "Normal", "rollout", 4, stage="forward")
+    with pytest.raises(ValueError, match="stage"):
+        rl.make_call(lft, "Normal", "update", 4, stage="backward")
+
+
+def test_breakdown_line_reports_every_stage():
+    parts = rl.update_breakdown("Categorical", B=4, repeats=1, n=2)
+    assert set(parts) == {rl.OURS, rl.THEIRS, "floor"}
+    for name in (rl.OURS, rl.THEIRS):
+        assert set(parts[name]) == {"build", "forward", "full"}
+    line = rl.breakdown_line("Categorical", 4, parts)
+    assert "Categorical update at B = 4" in line and "floor" in line
