@@ -524,13 +524,15 @@ class Distribution:
             return cuda_backend().check_device_x(self, x)
         foreign = not isinstance(x, (np.ndarray, np.generic, numbers.Number, list, tuple))
         x = as_array(x, "x")
-        if x.dtype == np.bool_ or x.dtype.kind not in "iuf":
+        # booleans are outcomes 0/1 of a discrete family (Bernoulli's natural type)
+        kinds = "biuf" if self.family.discrete else "iuf"
+        if x.dtype.kind not in kinds:
             raise TypeError(f"x must have a real numeric dtype, got {x.dtype}")
         # A tensor (torch, JAX, ...) is used in place; converting its dtype would be a
         # silent copy and usually a bug, so only exact dtypes (or integer class
         # indices of a discrete family) are accepted.
         if foreign and x.dtype != self._sample_dtype and not (
-                self.family.discrete and x.dtype.kind in "iu"):
+                self.family.discrete and x.dtype.kind in "biu"):
             raise TypeError(f"x has dtype {x.dtype} but this distribution's samples are "
                             f"{self._sample_dtype}: convert x explicitly")
         core = self.full_shape + self.sample_event_shape
@@ -553,6 +555,10 @@ class Distribution:
             if x.dtype.kind == "f":
                 if not np.all(np.isfinite(x)) or np.any(x != np.floor(x)):
                     raise ValueError("x must hold integer values for a discrete distribution")
+                big = np.abs(x) >= 2.0**63  # would wrap in the int64 cast
+                if big.any():
+                    raise ValueError(f"x holds values outside the int64 range (e.g. "
+                                     f"{x[big].flat[0]!r})")
             x = x.astype(np.int64, copy=False)
         else:
             if np.isnan(x).any():

@@ -121,4 +121,5 @@ def test_bad_shapes_and_dtypes():
     with pytest.raises(TypeError, match="logits"):
         Bernoulli(np.array(["a"]))
     with pytest.raises(TypeError, match="x"):
-        d.log_prob(np.zeros((2, 3), bool))
+        d.log_prob(np.zeros((2, 3), complex))
+    # booleans are outcomes (False, True) = (0, 1): tests/test_errors.py

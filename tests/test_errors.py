@@ -96,12 +96,27 @@ def test_categorical_x_outside_the_support():
         d.log_prob(np.array([-1, 0]))
     with pytest.raises(ValueError, match="integer"):
         d.log_prob(np.array([0.5, 1.0]))
+    # a huge float index is out of range, not wrapped by the int64 cast
+    with pytest.raises(ValueError, match="int64 range.*1.18"):
+        d.log_prob(np.array([2.0**70, 0.0]))
     # a masked action is a valid index with probability 0: -inf, not an error
     lp = d.log_prob(np.array([1, 1]))
     assert lp[0] == -np.inf and np.isfinite(lp[1])
     # but its score is undefined
     with pytest.raises(ValueError, match="masked"):
         d.score(np.array([1, 1]))
+
+
+def test_boolean_outcomes_of_discrete_families():
+    # a Bernoulli's outcomes are naturally booleans: True/False are 1/0
+    b = lf.Bernoulli(np.array([0.3, -1.2]))
+    np.testing.assert_array_equal(b.log_prob(np.array([True, False])),
+                                  b.log_prob(np.array([1, 0])))
+    np.testing.assert_array_equal(b.score(np.array([True, False]))["logits"],
+                                  b.score(np.array([1, 0]))["logits"])
+    # continuous families keep refusing them
+    with pytest.raises(TypeError, match="x must have a real numeric dtype, got bool"):
+        lf.Normal(np.zeros(2), 0.0).log_prob(np.array([True, False]))
 
 
 def test_x_with_the_wrong_shape_or_dtype():
