@@ -17,7 +17,7 @@ import importlib
 import sys
 import types
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # 0.2.0 changes the random streams: CHANGELOG.md
 
 #: public name -> the module that defines it (relative to this package)
 _EXPORTS = {
@@ -58,7 +58,8 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # the public names and the subpackages loaded so far; not this file's own imports
+    return sorted(set(__all__) | (set(_SUBMODULES) & set(globals())))
 
 
 class _Package(types.ModuleType):
