@@ -239,6 +239,14 @@ def test_score_function_bad_arguments():
         lf.score_function(d, f_sum, 5, rewards=np.zeros(5), x=x)
 
 
+def test_pathwise_of_a_family_without_reparameterisation_names_the_family():
+    # the family is the problem, whether df is given or not
+    f = numba.njit(lambda x: x)
+    for kw in ({}, {"df": numba.njit(lambda x: 1.0)}):
+        with pytest.raises(TypeError, match="reparameterisable family.*Poisson has none"):
+            lf.pathwise(lf.Poisson(np.zeros(2)), f, n=10, seed=0, **kw)
+
+
 def test_score_function_f_with_the_wrong_signature():
     @numba.njit
     def two_args(x, y):

@@ -59,14 +59,15 @@ def pathwise(dist: Distribution, f: Any, df: Any = None, n: int | None = None, s
     """
     _check_dist(dist)
     progress = _check_progress(progress)
+    if not supports(type(dist._record), "reparam1"):  # first: no df can help then
+        raise TypeError(f"dist: the pathwise estimator needs a reparameterisable family (a "
+                        f"reparam1 entry point); {type(dist).__name__} has none: use "
+                        f"score_function")
     f = _as_dispatcher(f, "f", "of one element (a float)")
     if df is None:
         raise TypeError("df is required for the pathwise estimator: the derivative of f, "
                         "an @numba.njit function of one element (a float)")
     df = _as_dispatcher(df, "df", "of one element (a float)")
-    if not supports(type(dist._record), "reparam1"):
-        raise TypeError(f"dist: the pathwise estimator needs a reparameterisable family (a "
-                        f"reparam1 entry point); {type(dist).__name__} has none")
     ev = dist.sample_event_shape
     for name, tail in dist._param_tail.items():
         if tuple(tail[:len(ev)]) != tuple(ev):
