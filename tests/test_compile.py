@@ -259,3 +259,48 @@ def test_poisson_sampler_and_loader_log_mass_are_cached_kernels_inlined(tmp_path
     assert first["drivers"] >= 2 and second["drivers"] >= 2
     assert first["defined"] == [] and second["defined"] == [], (first, second)
     assert first["finite"] and second["finite"]
+
+
+BOX_MULLER = """
+    import json, re, sys
+    import numpy as np
+    import lograd_fast as lf
+    from lograd_fast import precompile
+    from lograd_fast._engine import rng
+
+    family = sys.argv[1]
+    with precompile.kernel_compiles() as names:
+        for dtype in (np.float64, np.float32):
+            d = getattr(lf, family)(np.zeros(2, dtype), np.zeros(2, dtype))
+            d.sample_and_score(64, seed=0)
+    fills = {}
+    for bits in (64, 32):
+        fn = rng._FILL["normal", bits]
+        for sig in fn.signatures:  # compiled in this process (the Normal one)
+            module = fn.overloads[sig].library._final_module
+            fills[bits] = {
+                "defined": [f.name for f in module.functions if not f.is_declaration
+                            and "_box_muller_kernel" in f.name],
+                "packed": len(re.findall(r"\\bv?(mul|add|sub)p[sd]\\b", fn.inspect_asm(sig)))}
+    print(json.dumps({"compiled": names, "fills": fills}))
+"""
+
+
+def test_box_muller_is_one_cached_kernel_per_dtype_inlined_into_the_variate_pass(tmp_path):
+    """The Box-Muller transform is typed once per dtype (``rng._box_muller_kernel_*``):
+    a Normal process compiles it with the variate passes, which still vectorise (packed
+    arithmetic in their assembly: LLVM inlined the kernel, no copy of it is left), and a
+    Gamma process then loads it for its sampler's rejected proposals."""
+    cache = tmp_path / "cache"
+    code = textwrap.dedent(BOX_MULLER)
+    first, second = (json.loads(subprocess.run(
+        [sys.executable, "-c", code, family], env=_env(cache), capture_output=True,
+        text=True, timeout=900, check=True).stdout.splitlines()[-1])
+        for family in ("Normal", "Gamma"))
+    kernels = [f"lograd_fast._engine.rng._box_muller_kernel_f{bits}" for bits in (64, 32)]
+    assert all(first["compiled"].count(k) == 1 for k in kernels), first["compiled"]
+    assert set(first["fills"]) == {"64", "32"}, first["fills"]
+    for fill in first["fills"].values():
+        assert fill["defined"] == [] and fill["packed"] > 0, first["fills"]
+    assert not any(k in second["compiled"] for k in kernels), second["compiled"]
+    assert "lograd_fast._engine.rng._std_gamma_log_kernel_f64" in second["compiled"]
