@@ -216,6 +216,15 @@ def test_gamma_sampler_is_one_cached_kernel_inlined_into_the_drivers(tmp_path):
                                                                                    second)
 
 
+def _in_turn(code: str, families: tuple, cache) -> list:
+    """The JSON printed by ``code`` run for each family in turn, in fresh processes on
+    one cache."""
+    return [json.loads(subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), family], env=_env(cache),
+        capture_output=True, text=True, timeout=900, check=True).stdout.splitlines()[-1])
+        for family in families]
+
+
 POISSON_KERNELS = """
     import json, sys
     import numpy as np
@@ -245,12 +254,7 @@ def test_poisson_sampler_and_loader_log_mass_are_cached_kernels_inlined(tmp_path
     are compiled once each (``jit.jitable_outline``): a Poisson process compiles them,
     a Gamma process loads the log-mass kernel from the cache, and LLVM inlines both
     into the drivers (no copy of either left to call)."""
-    cache = tmp_path / "cache"
-    code = textwrap.dedent(POISSON_KERNELS)
-    first, second = (json.loads(subprocess.run(
-        [sys.executable, "-c", code, family], env=_env(cache), capture_output=True,
-        text=True, timeout=900, check=True).stdout.splitlines()[-1])
-        for family in ("Poisson", "Gamma"))
+    first, second = _in_turn(POISSON_KERNELS, ("Poisson", "Gamma"), tmp_path / "cache")
     ptrs = "lograd_fast.families.poisson._ptrs_kernel"
     loader = "lograd_fast.families.poisson._log_pmf_loader_kernel"
     assert first["compiled"].count(ptrs) == 1 and first["compiled"].count(loader) == 1, first
@@ -291,12 +295,7 @@ def test_box_muller_is_one_cached_kernel_per_dtype_inlined_into_the_variate_pass
     a Normal process compiles it with the variate passes, which still vectorise (packed
     arithmetic in their assembly: LLVM inlined the kernel, no copy of it is left), and a
     Gamma process then loads it for its sampler's rejected proposals."""
-    cache = tmp_path / "cache"
-    code = textwrap.dedent(BOX_MULLER)
-    first, second = (json.loads(subprocess.run(
-        [sys.executable, "-c", code, family], env=_env(cache), capture_output=True,
-        text=True, timeout=900, check=True).stdout.splitlines()[-1])
-        for family in ("Normal", "Gamma"))
+    first, second = _in_turn(BOX_MULLER, ("Normal", "Gamma"), tmp_path / "cache")
     kernels = [f"lograd_fast._engine.rng._box_muller_kernel_f{bits}" for bits in (64, 32)]
     assert all(first["compiled"].count(k) == 1 for k in kernels), first["compiled"]
     assert set(first["fills"]) == {"64", "32"}, first["fills"]
