@@ -214,3 +214,92 @@ def test_gamma_sampler_is_one_cached_kernel_inlined_into_the_drivers(tmp_path):
     assert "lograd_fast._engine.cpu._sample_score_range__BetaParams" in second["compiled"]
     assert first["inlined"] and all(first["inlined"]) and all(second["inlined"]), (first,
                                                                                    second)
+
+
+def _in_turn(code: str, families: tuple, cache) -> list:
+    """The JSON printed by ``code`` run for each family in turn, in fresh processes on
+    one cache."""
+    return [json.loads(subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), family], env=_env(cache),
+        capture_output=True, text=True, timeout=900, check=True).stdout.splitlines()[-1])
+        for family in families]
+
+
+POISSON_KERNELS = """
+    import json, sys
+    import numpy as np
+    import lograd_fast as lf
+    from lograd_fast import precompile
+    from lograd_fast._engine import cpu
+
+    family = sys.argv[1]
+    d = {"Poisson": lambda: lf.Poisson(np.log([3.0, 40.0, 900.0])),
+         "Gamma": lambda: lf.Gamma(np.log([0.5, 40.0]), np.zeros(2))}[family]()
+    with precompile.kernel_compiles() as names:
+        x, lp, _ = d.sample_and_score(64, seed=0)
+        d.log_prob(x)
+    defined = []
+    for (driver, _), fn in cpu._SPECIALISED.items():
+        for sig in fn.signatures:
+            module = fn.overloads[sig].library._final_module
+            defined += [f.name for f in module.functions if not f.is_declaration
+                        and ("_ptrs_kernel" in f.name or "_log_pmf_loader_kernel" in f.name)]
+    print(json.dumps({"compiled": names, "defined": defined, "drivers": len(cpu._SPECIALISED),
+                      "finite": bool(np.isfinite(lp).all())}))
+"""
+
+
+def test_poisson_sampler_and_loader_log_mass_are_cached_kernels_inlined(tmp_path):
+    """Poisson's PTRS sampler and Loader's log-mass (shared with Gamma's log-density)
+    are compiled once each (``jit.jitable_outline``): a Poisson process compiles them,
+    a Gamma process loads the log-mass kernel from the cache, and LLVM inlines both
+    into the drivers (no copy of either left to call)."""
+    first, second = _in_turn(POISSON_KERNELS, ("Poisson", "Gamma"), tmp_path / "cache")
+    ptrs = "lograd_fast.families.poisson._ptrs_kernel"
+    loader = "lograd_fast.families.poisson._log_pmf_loader_kernel"
+    assert first["compiled"].count(ptrs) == 1 and first["compiled"].count(loader) == 1, first
+    assert loader not in second["compiled"] and ptrs not in second["compiled"], second
+    assert "lograd_fast._engine.cpu._sample_score_range__GammaParams" in second["compiled"]
+    assert first["drivers"] >= 2 and second["drivers"] >= 2
+    assert first["defined"] == [] and second["defined"] == [], (first, second)
+    assert first["finite"] and second["finite"]
+
+
+BOX_MULLER = """
+    import json, re, sys
+    import numpy as np
+    import lograd_fast as lf
+    from lograd_fast import precompile
+    from lograd_fast._engine import rng
+
+    family = sys.argv[1]
+    with precompile.kernel_compiles() as names:
+        for dtype in (np.float64, np.float32):
+            d = getattr(lf, family)(np.zeros(2, dtype), np.zeros(2, dtype))
+            d.sample_and_score(64, seed=0)
+    fills = {}
+    for bits in (64, 32):
+        fn = rng._FILL["normal", bits]
+        for sig in fn.signatures:  # compiled in this process (the Normal one)
+            module = fn.overloads[sig].library._final_module
+            fills[bits] = {
+                "defined": [f.name for f in module.functions if not f.is_declaration
+                            and "_box_muller_kernel" in f.name],
+                "packed": len(re.findall(r"\\bv?(mul|add|sub)p[sd]\\b", fn.inspect_asm(sig)))}
+    print(json.dumps({"compiled": names, "fills": fills}))
+"""
+
+
+def test_box_muller_is_one_cached_kernel_per_dtype_inlined_into_the_variate_pass(tmp_path):
+    """The Box-Muller transform is typed once per dtype (``rng._box_muller_kernel_*``):
+    a Normal process compiles it with the variate passes, which still vectorise (packed
+    arithmetic in their assembly: LLVM inlined the kernel, no copy of it is left), and a
+    Gamma process then loads it for its sampler's rejected proposals."""
+    first, second = _in_turn(BOX_MULLER, ("Normal", "Gamma"), tmp_path / "cache")
+    kernels = [f"lograd_fast._engine.rng._box_muller_kernel_f{bits}" for bits in (64, 32)]
+    assert all(first["compiled"].count(k) == 1 for k in kernels), first["compiled"]
+    assert set(first["fills"]) == {"64", "32"}, first["fills"]
+    for fill in first["fills"].values():
+        assert fill["defined"] == [] and fill["packed"] > 0, first["fills"]
+    assert not any(k in second["compiled"] for k in kernels), second["compiled"]
+    assert "lograd_fast._engine.rng._std_gamma_log_kernel_f64" in second["compiled"]

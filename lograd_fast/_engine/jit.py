@@ -35,7 +35,10 @@ from . import cache as _cache  # noqa: F401
 __all__ = ["jitable", "jitable_hot", "jitable_flat", "jitable_outline", "cpu_inline",
            "by_dtype", "dispatch_on_record"]
 
-_JIT_OPTIONS = {"error_model": "numpy"}
+# Numba compiles every overload's implementation stand-alone once per process (its
+# template checks that it compiles, even when it is then inlined), but only compiled
+# code ever calls it: no CPython or cfunc wrapper to generate and optimise for it.
+_JIT_OPTIONS = {"error_model": "numpy", "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
 
 def jitable(fn: Callable, compiled: Callable | None = None) -> Callable:

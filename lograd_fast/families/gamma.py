@@ -78,7 +78,7 @@ from .._engine.jit import jitable
 from .._engine.rng import Variates, normal_variate, std_gamma_log_from
 from ..distribution import Distribution, Family
 from .normal import TAIL_S, check_draws_fit
-from .poisson import _log_pmf_loader, bd0, bd0_np
+from .poisson import _log_pmf_loader, bd0_np, log_pmf_loader
 
 
 class GammaParams(NamedTuple):
@@ -111,8 +111,7 @@ def _log_density_std(alpha, t, log_t, lgamma_alpha):
     """``L(t) = (alpha - 1) log t - t - lgamma(alpha)``, the log-density of Gamma(alpha, 1)
     at ``t >= 0`` (``log_t = log t``; ``0 * log 0 = 0`` at ``alpha = 1``)."""
     if alpha >= LOADER_MIN_ALPHA:
-        k = alpha - 1.0
-        return _log_pmf_loader(k, bd0(k, t, log_t))
+        return log_pmf_loader(alpha - 1.0, t, log_t)
     log_term = 0.0 if alpha == 1.0 else (alpha - 1.0) * log_t
     return log_term - t - lgamma_alpha
 

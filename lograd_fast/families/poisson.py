@@ -65,11 +65,12 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine.dispatch import register
-from .._engine.jit import jitable
+from .._engine.jit import always_inline, cpu_inline, jitable, jitable_outline
 from .._engine.rng import philox_block, u01_f64
 from ..distribution import Distribution, Family
 
@@ -82,6 +83,7 @@ LOG_FACTORIAL = np.array([math.log(math.factorial(k)) for k in range(16)])
 _TABLE_SIZE = 16
 _TWO_62 = 2.0**62
 _TINY = float(np.finfo(np.float64).tiny)  # smallest normal float64
+_U = np.uint64
 
 
 class PoissonParams(NamedTuple):
@@ -172,6 +174,30 @@ def bd0_np(kf, rate, log_rate):
     return out
 
 
+def log_pmf_loader(kf, rate, log_rate):
+    """Loader's saddle-point ``log p(k)`` of ``k >= 16`` events (float64 ``kf``) at
+    ``rate`` (``log_rate = log rate``): the branch of :func:`_log_pmf1` for large ``k``,
+    and Gamma's log-density for ``alpha >= 17``."""
+    return _log_pmf_loader(kf, bd0(kf, rate, log_rate))
+
+
+def _log_pmf_loader_cpu(kf, rate, log_rate):
+    return _log_pmf_loader_kernel(np.float64(kf), np.float64(rate), np.float64(log_rate))
+
+
+# Typed once as a cached kernel (float64 only) instead of inside every driver that
+# evaluates a Poisson log-mass or a Gamma log-density (and the PTRS kernel); LLVM
+# inlines it back (``always_inline``).
+log_pmf_loader = jitable_outline(log_pmf_loader, _log_pmf_loader_cpu)
+_log_pmf_loader_body = cpu_inline(log_pmf_loader, outline=False)
+
+
+@always_inline
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _log_pmf_loader_kernel(kf, rate, log_rate):
+    return _log_pmf_loader_body(kf, rate, log_rate)
+
+
 @jitable
 def _log_pmf1(k, rate, log_rate):
     """log p(k) of one integer k (scalar code)."""
@@ -180,7 +206,7 @@ def _log_pmf1(k, rate, log_rate):
     kf = np.float64(k)
     if k < _TABLE_SIZE:
         return _log_pmf_table(kf, k, rate, log_rate)
-    return _log_pmf_loader(kf, bd0(kf, rate, log_rate))
+    return log_pmf_loader(kf, rate, log_rate)
 
 
 def _log_pmf_np(k, rate, log_rate):
@@ -196,9 +222,9 @@ def _log_pmf_np(k, rate, log_rate):
 
 # --------------------------------------------------------------------------- sampling
 @jitable
-def _inversion(p, b, st):
-    """lambda < 10: smallest k with u <= P(X <= k), by sequential search."""
-    w = philox_block(st, 0)
+def _inversion(p, b, w):
+    """lambda < 10: smallest k with u <= P(X <= k), by sequential search (``w``: the
+    atom's Philox block 0)."""
     u = u01_f64(w[0], w[1])
     k = np.int64(0)
     pk = p.exp_neg_rate[b]
@@ -213,37 +239,60 @@ def _inversion(p, b, st):
     return k
 
 
-@jitable
-def _ptrs(p, b, st):
-    """lambda >= 10: Hörmann's PTRS, one Philox block (U, V) per try."""
-    rate = p.rate[b]
-    log_rate = np.float64(p.log_rate[b])
-    a = p.ptrs_a[b]
-    bb = p.ptrs_b[b]
-    block = 0
+def ptrs_from(st, w0, w1, w2, w3, rate, log_rate, a, bb, vr, log_inv_alpha):
+    """lambda >= 10: Hörmann's PTRS, one Philox block (U, V) per try: the first try
+    from the words ``w0 .. w3`` of the atom's block 0, then blocks 1, 2, ...  (float64
+    PTRS constants of the record at ``b``; ``log_rate`` as float64)."""
+    block = 1
     while True:
-        w = philox_block(st, block)
-        block += 1
-        uu = u01_f64(w[0], w[1]) - 0.5
-        v = u01_f64(w[2], w[3])
+        uu = u01_f64(w0, w1) - 0.5
+        v = u01_f64(w2, w3)
         us = 0.5 - abs(uu)
         y = (2.0 * a / us + bb) * uu + rate + 0.43
-        if us >= 0.07 and v <= p.ptrs_vr[b]:
+        if us >= 0.07 and v <= vr:
             return np.int64(y)  # y > 0 here: truncation is floor
         # k < 0, or k so large (>= 2**62 > 1000 lambda) that the exact test rejects it
-        if y < 0.0 or y >= _TWO_62 or (us < 0.013 and v > us):
-            continue
-        k = np.int64(y)
-        if (m.log(v) + p.ptrs_log_inv_alpha[b] - m.log(a / (us * us) + bb)
-                <= _log_pmf1(k, rate, log_rate)):
-            return k
+        if not (y < 0.0 or y >= _TWO_62 or (us < 0.013 and v > us)):
+            k = np.int64(y)
+            if (m.log(v) + log_inv_alpha - m.log(a / (us * us) + bb)
+                    <= _log_pmf1(k, rate, log_rate)):
+                return k
+        w0, w1, w2, w3 = philox_block(st, block)
+        block += 1
+
+
+def _ptrs_from_cpu(st, w0, w1, w2, w3, rate, log_rate, a, bb, vr, log_inv_alpha):
+    # the stream goes as its five words (the retries use blocks >= 1, never a driver's
+    # buffered block 0), so the kernel has one signature whatever the driver
+    return _ptrs_kernel(_U(st[0]), _U(st[1]), _U(st[2]), _U(st[3]), _U(st[4]), _U(w0),
+                        _U(w1), _U(w2), _U(w3), np.float64(rate), np.float64(log_rate),
+                        np.float64(a), np.float64(bb), np.float64(vr),
+                        np.float64(log_inv_alpha))
+
+
+# The PTRS sampler is compiled once (its arithmetic is float64 for both dtypes) as a
+# cached kernel that the CPU drivers call instead of typing it again inside each
+# (sample, sample_and_score, the streaming estimators); LLVM inlines the compiled kernel
+# into them (``always_inline``), as for the gamma sampler (docs/benchmarks.md, item 3).
+ptrs_from = jitable_outline(ptrs_from, _ptrs_from_cpu)
+_ptrs_body = cpu_inline(ptrs_from, outline=False)
+
+
+@always_inline
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _ptrs_kernel(k0, k1, a_lo, a_hi, stream, w0, w1, w2, w3, rate, log_rate, a, bb, vr,
+                 log_inv_alpha):
+    return _ptrs_body((k0, k1, a_lo, a_hi, stream), w0, w1, w2, w3, rate, log_rate, a, bb,
+                      vr, log_inv_alpha)
 
 
 @jitable
 def _draw(p, b, st):
+    w = philox_block(st, 0)
     if p.rate[b] < PTRS_MIN_RATE:
-        return _inversion(p, b, st)
-    return _ptrs(p, b, st)
+        return _inversion(p, b, w)
+    return ptrs_from(st, w[0], w[1], w[2], w[3], p.rate[b], np.float64(p.log_rate[b]),
+                     p.ptrs_a[b], p.ptrs_b[b], p.ptrs_vr[b], p.ptrs_log_inv_alpha[b])
 
 
 # --------------------------------------------------------------------------- entropy, kl
