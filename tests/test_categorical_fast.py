@@ -4,8 +4,10 @@ in the construction's checking pass, and the row kernels split into vectorisable
 
 import mpmath
 import numpy as np
+import pytest
 from numba import njit
 
+import lograd_fast as lf
 from lograd_fast._engine import maths
 
 mpmath.mp.dps = 40
@@ -52,3 +54,50 @@ def test_exp_f64_special_values():
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(got, np.exp(x))
     assert got[0] == 1.0  # the row's largest logit has weight exactly 1
+
+
+@pytest.mark.parametrize("mask", [None, np.array([True, False, True, True])])
+def test_the_distribution_is_a_snapshot_of_the_logits(mask):
+    """The private copy is made in the checking pass: writing into the caller's logits
+    after the construction changes nothing, on every path (one pass, tables)."""
+    logits = np.random.default_rng(3).normal(size=(300, 4))
+    ref = lf.Categorical(logits.copy(), mask=mask)
+    d, d2 = lf.Categorical(logits, mask=mask), lf.Categorical(logits, mask=mask)
+    logits[...] = np.nan
+    for a, b in ((d, ref), (d2, ref)):
+        x, lp, s = a.sample_and_score(None, seed=5)
+        xr, lpr, sr = b.sample_and_score(None, seed=5)
+        np.testing.assert_array_equal(x, xr)
+        np.testing.assert_array_equal(lp, lpr)
+        np.testing.assert_array_equal(s["logits"], sr["logits"])
+        np.testing.assert_array_equal(a.entropy(), b.entropy())  # the tables now
+    np.testing.assert_array_equal(d.probs, ref.probs)
+
+
+def test_non_contiguous_and_read_only_logits():
+    base = np.random.default_rng(4).normal(size=(8, 10))
+    view = base[:, ::2]  # strided
+    ro = base[:, :5].copy()
+    ro.flags.writeable = False
+    for logits in (view, ro, np.asfortranarray(view)):
+        d = lf.Categorical(logits)
+        np.testing.assert_array_equal(d._record.logits, np.ascontiguousarray(logits))
+        x, lp, _ = d.sample_and_score(None, seed=1)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(np.exp(lp), probs[np.arange(8), x], rtol=1e-14)
+
+
+def test_bad_rows_found_in_every_part_of_a_threaded_check():
+    """The check runs in parts (threads): a bad row in the last part is found, and
+    the first bad row is the one named."""
+    B = 64 * 1024
+    logits = np.zeros((B, 3))
+    logits[B - 1, 2] = np.nan
+    with pytest.raises(ValueError, match=rf"first at index \({B - 1}, 2\)"):
+        lf.Categorical(logits)
+    mask = np.ones((B, 3), bool)
+    mask[B - 2] = False
+    mask[B - 1] = False
+    with pytest.raises(ValueError, match=f"batch row {B - 2}"):
+        lf.Categorical(np.zeros((B, 3)), mask=mask)

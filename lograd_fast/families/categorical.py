@@ -578,24 +578,44 @@ def tables(logits: np.ndarray, mask: np.ndarray) -> dict:
 
 # --------------------------------------------------------------------------- checks
 @njit(cache=True, nogil=True, error_model="numpy")
-def _first_bad_row(logits, mask):
-    """The first row with a NaN or +inf logit (-inf is allowed: probability 0) or no
-    allowed class, -1 if none: the value check of every construction, in one pass."""
-    for b in range(logits.shape[0]):
-        finite = True
-        any_allowed = False
-        for k in range(logits.shape[1]):
-            lk = np.float64(logits[b, k])
-            finite = finite and lk < np.inf  # False for NaN and +inf
-            any_allowed = any_allowed or _allowed(mask, b, k, lk)
-        if not (finite and any_allowed):
+def _check_rows(logits, mask, own, lo, hi):
+    """The first of rows ``lo..hi-1`` with a NaN or +inf logit (-inf is allowed:
+    probability 0) or no allowed class, -1 if none: the value check of every
+    construction, in one pass that also copies the rows into ``own`` when it has
+    rows (the private copy of the logits: read once instead of twice)."""
+    copy = own.shape[0] != 0
+    K = logits.shape[1]
+    for b in range(lo, hi):
+        if copy:
+            for k in range(K):
+                own[b, k] = logits[b, k]
+        # counts, not early exits: the loops vectorise (measured: the check alone
+        # 9.4 -> 4.6 ms for 2^20 rows of 16)
+        bad = 0  # NaN or +inf
+        allowed = 0
+        if mask.shape[0] == 0:
+            for k in range(K):
+                lk = np.float64(logits[b, k])
+                bad += not (lk < np.inf)
+                allowed += lk > -np.inf
+        else:
+            for k in range(K):
+                lk = np.float64(logits[b, k])
+                bad += not (lk < np.inf)
+                allowed += mask[b, k] & (lk > -np.inf)
+        if bad or not allowed:
             return b
     return -1
 
 
-def check_rows(logits: np.ndarray, mask: np.ndarray, where: str = "") -> None:
-    """ValueError naming the first invalid row of ``(B, K)`` logits/mask."""
-    bad = _first_bad_row(logits, mask)
+def check_rows(logits: np.ndarray, mask: np.ndarray, where: str = "",
+               own: np.ndarray | None = None) -> None:
+    """ValueError naming the first invalid row of ``(B, K)`` logits/mask; with ``own``
+    (an array like ``logits``) the rows are copied into it in the same pass (threaded)."""
+    B, K = logits.shape
+    dest = np.empty((0, 0), logits.dtype) if own is None else own
+    bad = next((b for b in threads.run_split(_check_rows, (logits, mask, dest), B,
+                                              threads.per_items(K)) if b >= 0), -1)
     if bad >= 0:
         check_finite(logits, "logits", allow_neg_inf=True)  # raises for NaN / +inf
         raise ValueError(f"mask/logits allow no class{where} in batch row {bad} (flat "
@@ -698,9 +718,17 @@ class vectorised:
 
 
 def _prepare(flat: dict) -> dict:
+    """The check of the rows and the private copy of the logits, in one pass."""
     mask = flat.get("mask", _NO_MASK)
-    check_rows(flat["logits"], mask)
-    return {} if "mask" in flat else {"mask": _NO_MASK}
+    logits = flat["logits"]  # the caller's array (FAMILY.prepare_copies)
+    if not logits.flags.c_contiguous:  # one compiled layout: C
+        logits = np.ascontiguousarray(logits)
+    if logits.flags.writeable:  # a view: one compiled type, read-only arrays
+        logits = logits.view()
+        logits.flags.writeable = False
+    own = np.empty(logits.shape, logits.dtype)
+    check_rows(logits, mask, own=own)
+    return {"logits": own} if "mask" in flat else {"logits": own, "mask": _NO_MASK}
 
 
 FAMILY = Family(
@@ -713,6 +741,7 @@ FAMILY = Family(
     numpy_ops=vectorised,
     discrete=True,
     prepare_checks_finite=True,
+    prepare_copies=("logits",),
 )
 register(CategoricalParams, scalar)
 register(CategoricalTables, table_scalar)
