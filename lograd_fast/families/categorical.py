@@ -59,7 +59,15 @@ from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine import threads
 from .._engine.dispatch import register
-from .._engine.jit import by_dtype, jitable, jitable_flat, jitable_hot
+from .._engine.jit import (
+    always_inline,
+    by_dtype,
+    cpu_inline,
+    jitable,
+    jitable_flat,
+    jitable_hot,
+    jitable_outline,
+)
 from .._engine.rng import philox_block, u01_f64
 from ..distribution import Distribution, Family, as_array, check_finite, cuda_backend
 
@@ -108,19 +116,8 @@ def _allowed(mask, b, k, lk):
     return (mask.shape[0] == 0 or mask[b, k]) and lk > -np.inf
 
 
-@jitable_hot
-def _weight(logits, mask, b, k, top):
-    """``exp(l_k - top)``, exactly 0 where masked, by our branch-free ``exp``
-    (``maths.exp_f64``: a loop of it vectorises; libm's was most of the row pass).
-    No test of the logit is needed: ``exp(-inf - top)`` is 0."""
-    lk = np.float64(logits[b, k])
-    if mask.shape[0] == 0:
-        return m.exp_f64(lk - top)
-    return m.exp_f64(lk - top) if mask[b, k] else 0.0
-
-
 @jitable
-def _top(logits, mask, b, lo, hi):
+def _row_top(logits, mask, b, lo, hi):
     """The largest allowed logit of the segment."""
     top = -np.inf
     if mask.shape[0] == 0:
@@ -167,20 +164,20 @@ def _lower_block(context, builder, sig, args):
 
 
 @jitable
-def _fill_block(logits, mask, b, top, c0, c1, w):
+def _fill_weight_block(logits, mask, b, top, c0, c1, w):
     """``w[k - c0] = exp(l_k - top)`` (0 where masked) for ``c0 <= k < c1``: a map."""
-    if mask.shape[0] == 0:
-        for k in range(c0, c1):
-            w[k - c0] = m.exp_f64(np.float64(logits[b, k]) - top)
-        return
+    # by our branch-free ``exp`` (``maths.exp_f64``: libm's was most of the row pass);
+    # no test of the logit is needed: ``exp(-inf - top)`` is 0
+    everything = mask.shape[0] == 0
     for k in range(c0, c1):
-        w[k - c0] = _weight(logits, mask, b, k, top)
+        wk = m.exp_f64(np.float64(logits[b, k]) - top)
+        w[k - c0] = wk if everything or mask[b, k] else 0.0
 
 
 @jitable
 def _fill_weights(logits, mask, b, top, out, i):
     """``w_k = exp(l_k - top)`` of row ``b`` into the float64 row ``out[i, :K]``."""
-    _fill_block(logits, mask, b, top, 0, logits.shape[1], out[i])
+    _fill_weight_block(logits, mask, b, top, 0, logits.shape[1], out[i])
 
 
 @jitable
@@ -218,19 +215,37 @@ def _count_below(w, i, last, t):
     return _count_block(w[i], last, 0.0, 0, t)[1]
 
 
-@jitable
 def _row_stats(logits, mask, b, lo, hi):
     """``(top, total, last)``: the largest allowed logit, ``sum_k exp(l_k - top)``
     (left to right) and the last class with a positive weight."""
-    top = _top(logits, mask, b, lo, hi)
+    top = _row_top(logits, mask, b, lo, hi)
     w = _block()
     total = 0.0
     last = lo
     for c0 in range(lo, hi, _BLOCK):
         c1 = min(c0 + _BLOCK, hi)
-        _fill_block(logits, mask, b, top, c0, c1, w)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
         total, last = _add_weights(w, c1 - c0, c0, total, last)
     return top, total, last
+
+
+def _row_stats_cpu(logits, mask, b, lo, hi):
+    return _row_stats_kernel(logits, mask, b, lo, hi)
+
+
+# Every one-pass op but the fused draw starts with these sums (KL twice): on the CPU
+# they are one cached kernel per dtype, typed once and loaded from the disk cache,
+# that LLVM inlines into the drivers (``jit.always_inline``, as rng.py's gamma
+# sampler) instead of being typed again at each call site (measured: see
+# docs/benchmarks.md, "1. Categorical against torch.compile").
+_row_stats = jitable_outline(_row_stats, _row_stats_cpu)
+_row_stats_body = cpu_inline(_row_stats, outline=False)
+
+
+@always_inline
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _row_stats_kernel(logits, mask, b, lo, hi):
+    return _row_stats_body(logits, mask, b, lo, hi)
 
 
 @jitable
@@ -242,7 +257,7 @@ def _search_row(logits, mask, b, lo, last, top, t):
     k = 0
     for c0 in range(lo, last, _BLOCK):
         c1 = min(c0 + _BLOCK, last)
-        _fill_block(logits, mask, b, top, c0, c1, w)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
         acc, k = _count_block(w, c1 - c0, acc, k, t)
     return k
 
@@ -293,7 +308,7 @@ def _write_score(logits, mask, b, top, inv, k, s, i):
     w = _block()
     for c0 in range(0, K, _BLOCK):
         c1 = min(c0 + _BLOCK, K)
-        _fill_block(logits, mask, b, top, c0, c1, w)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
         for c in range(c0, c1):
             s[i, c] = -(w[c - c0] * inv)
     s[i, k] += 1.0
@@ -310,7 +325,7 @@ def _score_any(logits, mask, b, k, s, i):
 def _score_f64(logits, mask, b, k, s, i):
     """:func:`_score_any` with the weights kept in the float64 output row between the
     passes (the same numbers, one ``exp`` per class)."""
-    _fill_weights(logits, mask, b, _top(logits, mask, b, 0, logits.shape[1]), s, i)
+    _fill_weights(logits, mask, b, _row_top(logits, mask, b, 0, logits.shape[1]), s, i)
     total, _ = _sum_weights(s, i)
     _normalise_score(s, i, k, 1.0 / total)
 
@@ -340,7 +355,7 @@ def _sample_score_f64(logits, mask, b, u, s, i):
     """:func:`_sample_score_any` with the weights kept in the float64 output row
     (exactly the values it recomputes: the same draw, one ``exp`` per class), in
     loops over the classes that are either maps (they vectorise) or one serial sum."""
-    top = _top(logits, mask, b, 0, logits.shape[1])
+    top = _row_top(logits, mask, b, 0, logits.shape[1])
     _fill_weights(logits, mask, b, top, s, i)
     total, last = _sum_weights(s, i)
     k = _count_below(s, i, last, u * total)
@@ -360,7 +375,7 @@ def _entropy_row(logits, mask, b, lo, hi):
     acc = 0.0
     for c0 in range(lo, hi, _BLOCK):
         c1 = min(c0 + _BLOCK, hi)
-        _fill_block(logits, mask, b, top, c0, c1, w)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
         for k in range(c0, c1):
             pk = w[k - c0] * inv
             if pk > 0.0:
@@ -405,7 +420,7 @@ def _kl_row(lp, mp, lq, mq, b, lo, hi):
     c = 0.0
     for c0 in range(lo, hi, _BLOCK):
         c1 = min(c0 + _BLOCK, hi)
-        _fill_block(lp, mp, b, top_p, c0, c1, w)
+        _fill_weight_block(lp, mp, b, top_p, c0, c1, w)
         for k in range(c0, c1):
             a = np.float64(lp[b, k])
             if _allowed(mp, b, k, a):
@@ -419,7 +434,7 @@ def _kl_row(lp, mp, lq, mq, b, lo, hi):
     acc = 0.0
     for c0 in range(lo, hi, _BLOCK):
         c1 = min(c0 + _BLOCK, hi)
-        _fill_block(lp, mp, b, top_p, c0, c1, w)
+        _fill_weight_block(lp, mp, b, top_p, c0, c1, w)
         for k in range(c0, c1):
             a = np.float64(lp[b, k])
             bq = np.float64(lq[b, k])
@@ -521,7 +536,7 @@ def _fill_tables(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
     K = logits.shape[1]
     for b in range(lo, hi):
         # _row_stats' sums, with the weights kept in probs (one exp per class)
-        top = _top(logits, mask, b, 0, K)
+        top = _row_top(logits, mask, b, 0, K)
         _fill_weights(logits, mask, b, top, probs, b)
         tot, last = _sum_weights(probs, b)
         norm = top + math.log(tot)
