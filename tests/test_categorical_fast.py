@@ -101,3 +101,39 @@ def test_bad_rows_found_in_every_part_of_a_threaded_check():
     mask[B - 1] = False
     with pytest.raises(ValueError, match=f"batch row {B - 2}"):
         lf.Categorical(np.zeros((B, 3)), mask=mask)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K", [32, 70])  # one stack block of weights; three blocks
+def test_one_pass_equals_the_tables_bitwise_across_weight_blocks(dtype, K):
+    """Rows longer than a block of weights (``_BLOCK`` = 32 classes) are summed and
+    searched block by block, and float32 up to one block keeps its weights in it: the
+    same numbers as the tables (which keep every weight) on every op."""
+    rng = np.random.default_rng(K)
+    logits = rng.normal(scale=3.0, size=(6, K)).astype(dtype)
+    mask = rng.random((6, K)) > 0.3
+    mask[:, K - 1] = True
+    for m in (None, mask):
+        def fresh(m=m):
+            return lf.Categorical(logits, mask=m)
+        x, lp, s = fresh().sample_and_score(4, seed=3)  # one pass
+        many = fresh().sample_and_score(300, seed=3)  # the tables
+        np.testing.assert_array_equal(x, many[0][:4])
+        np.testing.assert_array_equal(lp, many[1][:4])
+        np.testing.assert_array_equal(s["logits"], many[2]["logits"][:4])
+        np.testing.assert_array_equal(fresh().sample(4, seed=8), fresh().sample(300, seed=8)[:4])
+        xs = many[0][:4]
+        tab = fresh()
+        tab.tables  # noqa: B018 - built: later ops read them
+        tab._used = True
+        np.testing.assert_array_equal(fresh().log_prob(xs), tab.log_prob(xs))
+        np.testing.assert_array_equal(fresh().score(xs)["logits"], tab.score(xs)["logits"])
+        np.testing.assert_array_equal(fresh().entropy(), tab.entropy())
+        # and the probabilities are right (torch-free reference: numpy softmax)
+        ref = np.where(True if m is None else m, logits.astype(np.float64), -np.inf)
+        ref = np.exp(ref - ref.max(axis=1, keepdims=True))
+        ref /= ref.sum(axis=1, keepdims=True)
+        # (float32: log p rounded to float32, |log p| < 20 here)
+        rtol = 1e-13 if dtype == np.float64 else 20 * 2.0**-24
+        np.testing.assert_allclose(np.exp(lp.astype(np.float64)), ref[np.arange(6), x],
+                                   rtol=rtol)

@@ -365,8 +365,22 @@ _score_row = by_dtype(_score_any, _score_f64)
 
 @jitable_flat
 def _sample_score_any(logits, mask, b, u, s, i):
-    """Draw a class of row ``b``, write its score into ``s[i]``, return ``(k, log p)``."""
-    top, total, last = _row_stats(logits, mask, b, 0, logits.shape[1])
+    """Draw a class of row ``b``, write its score into ``s[i]``, return ``(k, log p)``.
+    Up to ``_BLOCK`` classes the weights stay in one stack block (one ``exp`` per
+    class; the same numbers as the general path, which computes them twice)."""
+    K = logits.shape[1]
+    if K <= _BLOCK:
+        top = _row_top(logits, mask, b, 0, K)
+        w = _block()
+        _fill_weight_block(logits, mask, b, top, 0, K, w)
+        total, last = _add_weights(w, K, 0, 0.0, 0)
+        k = _count_block(w, last, 0.0, 0, u * total)[1]
+        inv = 1.0 / total
+        for c in range(K):
+            s[i, c] = -(w[c] * inv)
+        s[i, k] += 1.0
+        return k, np.float64(logits[b, k]) - (top + m.log(total))
+    top, total, last = _row_stats(logits, mask, b, 0, K)
     k = _search_row(logits, mask, b, 0, last, top, u * total)
     _write_score(logits, mask, b, top, 1.0 / total, k, s, i)
     return k, np.float64(logits[b, k]) - (top + m.log(total))
