@@ -56,6 +56,10 @@ class Family:
     ``prepare_checks_finite``  ``prepare`` itself rejects NaN (and +inf) parameters
                      with the same ``ValueError`` as :func:`check_finite` (which is
                      then not run: one pass over the parameters less).
+    ``prepare_copies``  parameters whose private copy ``prepare`` makes itself, in the
+                     pass that checks them (it returns them among its fields); it
+                     gets the caller's array, as a read-only view where the shape
+                     allows, instead of a copy.
     ``reflect_odd``  families with a ``reflect1`` entry point: the parameters whose
                      score is odd under the reflection, ``s(reflect(x)) = -s(x)``
                      (``loc`` of a symmetric family); the others' scores are even.
@@ -73,6 +77,7 @@ class Family:
     sample_event_shape: Callable[[Any], tuple] = lambda p: ()
     discrete: bool = False
     prepare_checks_finite: bool = False
+    prepare_copies: tuple[str, ...] = ()
     reflect_odd: tuple[str, ...] = ()
 
 
@@ -384,7 +389,8 @@ class Distribution:
         for name, arr in zip(fam.param_names + tuple(extra), arrays + list(extra.values())):
             shape, flat_shape = layout.shapes[name]
             if arr.shape == shape:
-                arr = np.array(arr, order="C").reshape(flat_shape)  # own copy
+                arr = arr.reshape(flat_shape) if name in fam.prepare_copies \
+                    else np.array(arr, order="C").reshape(flat_shape)  # own copy
             else:  # broadcast by the assignment (np.broadcast_to costs ~2 us)
                 own = np.empty(flat_shape, arr.dtype)
                 own.reshape(shape)[...] = arr
@@ -399,7 +405,7 @@ class Distribution:
         derived = fam.prepare(flat)
         for arr in derived.values():
             arr.setflags(write=False)
-        self._record = fam.params_cls(**flat, **derived)
+        self._record = fam.params_cls(**{**flat, **derived})
         self.sample_event_shape = ses = tuple(fam.sample_event_shape(self._record))
         self.event_shape = self.full_shape[len(self.batch_shape):] + ses if ses \
             else self.full_shape[len(self.batch_shape):]

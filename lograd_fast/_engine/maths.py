@@ -431,3 +431,50 @@ def where(cond, a, b):
 
 
 jitable(where, compiled=_where_compiled)
+
+
+# --------------------------------------------------------------------------- exp, vectorisable
+# ``exp`` as plain arithmetic, for the softmax weights of Categorical (one per class per
+# row: the libm call was most of the fused row pass).  A loop of it vectorises (LLVM
+# has no vector libm here) and every backend evaluates the same IEEE operations.
+# x = k ln2 + r, |r| <= ln2/2 (Cody-Waite: fdlibm's split of ln2, k * _LN2_HI exact);
+# e^r by its Taylor polynomial to r^13 (the first term left out, r^14/14! < 4.2e-18, is
+# 0.04 ulp of e^r), summed as 1 + (r + r^2 P(r)); then times 2^k as two exact powers of
+# two, so that a subnormal result is rounded once.
+_EXP_TAYLOR = tuple(1.0 / math.factorial(n) for n in range(2, 14))  # 1/2! .. 1/13!
+(_E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13) = _EXP_TAYLOR
+_INV_LN2 = 1.4426950408889634
+_ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
+_ROUND_BITS = np.int64(0x4338000000000000)  # the bits of _ROUND
+_EXP_LO, _EXP_HI = -746.0, 710.0  # e^x rounds to 0 below, overflows above
+
+
+@jitable
+def exp_f64(x):
+    """``exp(x)`` for float64 ``x`` within 1 ulp (0 below -745.14, ``inf`` above
+    709.78, ``exp(0) == 1`` exactly, NaN stays NaN), branch-free: a loop of it
+    vectorises.  Arrays in Python (``numpy.where`` for the clamps)."""
+    x = where(x < _EXP_LO, _EXP_LO, where(x > _EXP_HI, _EXP_HI, x))
+    t = x * _INV_LN2 + _ROUND  # k in the low bits of t's mantissa
+    kf = t - _ROUND
+    k = np.float64(t).view(np.int64) - _ROUND_BITS
+    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    p = _E12 + r * _E13
+    p = _E11 + r * p
+    p = _E10 + r * p
+    p = _E9 + r * p
+    p = _E8 + r * p
+    p = _E7 + r * p
+    p = _E6 + r * p
+    p = _E5 + r * p
+    p = _E4 + r * p
+    p = _E3 + r * p
+    p = _E2 + r * p
+    y = 1.0 + (r + r * r * p)
+    k1 = k >> 1
+    k2 = k - k1
+    return (y * np.int64((k1 + 1023) << 52).view(np.float64)) * np.int64(
+        (k2 + 1023) << 52).view(np.float64)
+
+
+__all__ += ["exp_f64"]

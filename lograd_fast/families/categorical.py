@@ -50,13 +50,24 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import lower_builtin, type_callable
+from numba.np.arrayobj import populate_array
 
 from .._engine import maths as m
 from .._engine import numpy as npb
 from .._engine import threads
 from .._engine.dispatch import register
-from .._engine.jit import by_dtype, jitable, jitable_hot
+from .._engine.jit import (
+    always_inline,
+    by_dtype,
+    cpu_inline,
+    jitable,
+    jitable_flat,
+    jitable_hot,
+    jitable_outline,
+)
 from .._engine.rng import philox_block, u01_f64
 from ..distribution import Distribution, Family, as_array, check_finite, cuda_backend
 
@@ -105,18 +116,8 @@ def _allowed(mask, b, k, lk):
     return (mask.shape[0] == 0 or mask[b, k]) and lk > -np.inf
 
 
-@jitable_hot
-def _weight(logits, mask, b, k, top):
-    """``exp(l_k - top)``, exactly 0 where masked.  Without a mask no test is needed:
-    ``exp(-inf - top)`` is 0 (and a branch-free body is ~20 ns/row faster, measured)."""
-    lk = np.float64(logits[b, k])
-    if mask.shape[0] == 0:
-        return m.exp(lk - top)
-    return m.exp(lk - top) if mask[b, k] and lk > -np.inf else 0.0
-
-
 @jitable
-def _top(logits, mask, b, lo, hi):
+def _row_top(logits, mask, b, lo, hi):
     """The largest allowed logit of the segment."""
     top = -np.inf
     if mask.shape[0] == 0:
@@ -130,45 +131,157 @@ def _top(logits, mask, b, lo, hi):
     return top
 
 
+# Weights kept between the passes of a row: in the float64 output row where there is
+# one (the fused draw, the float64 score, the tables), else in a block of _BLOCK
+# float64 on the stack, refilled per block of classes.  A loop filling one is a map
+# (our ``exp`` vectorises there); the serial sums then read it.  Computed inside the
+# sums instead, each ``exp`` was scalar: ~45 instructions (measured: the one-pass
+# log_prob 88 -> 137, entropy 164 -> 290 ns per row of 16, against libm's ``exp``).
+_BLOCK = 32
+
+
+def _block():
+    """Scratch for ``_BLOCK`` weights: compiled for the CPU, an array on the stack
+    (lowered in place like an intrinsic: the drivers run without Numba's runtime, so
+    no compiled function may return a new array; the CUDA kernels never call it)."""
+    return np.empty(_BLOCK)
+
+
+@type_callable(_block)
+def _type_block(context):
+    return lambda: types.Array(types.float64, 1, "C")
+
+
+@lower_builtin(_block)
+def _lower_block(context, builder, sig, args):
+    f64 = context.get_value_type(types.float64)
+    size = context.get_constant(types.intp, context.get_abi_sizeof(f64))
+    arr = context.make_array(sig.return_type)(context, builder)
+    populate_array(arr, data=cgutils.alloca_once(builder, f64, size=_BLOCK),
+                   shape=[context.get_constant(types.intp, _BLOCK)], strides=[size],
+                   itemsize=size, meminfo=None)
+    return arr._getvalue()
+
+
+def _fill_weight_block(logits, mask, b, top, c0, c1, w):
+    """``w[k - c0] = exp(l_k - top)`` (0 where masked) for ``c0 <= k < c1``: a map."""
+    # by our branch-free ``exp`` (``maths.exp_f64``: libm's was most of the row pass);
+    # no test of the logit is needed: ``exp(-inf - top)`` is 0
+    if mask.shape[0] == 0:
+        for k in range(c0, c1):
+            w[k - c0] = m.exp_f64(np.float64(logits[b, k]) - top)
+        return
+    for k in range(c0, c1):
+        wk = m.exp_f64(np.float64(logits[b, k]) - top)
+        w[k - c0] = wk if mask[b, k] else 0.0
+
+
+def _fill_weight_block_cpu(logits, mask, b, top, c0, c1, w):
+    _fill_weight_block_kernel(logits, mask, b, top, c0, c1, w)
+
+
+# Every op fills weights (the fused draw in its output row, the others in a stack
+# block, the tables): on the CPU one cached kernel per dtype, typed once, that LLVM
+# inlines into each caller (``jit.always_inline``) -- with its two loops: one loop
+# testing ``mask.shape[0]`` inside no longer vectorised once inlined in the KL
+# (measured 530 -> 600 ns per row of 16), and typed at every call site the two cost
+# ~0.5 s more of the first KL (see docs/benchmarks.md, item 1).
+_fill_weight_block = jitable_outline(_fill_weight_block, _fill_weight_block_cpu)
+_fill_weight_block_body = cpu_inline(_fill_weight_block, outline=False)
+
+
+@always_inline
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _fill_weight_block_kernel(logits, mask, b, top, c0, c1, w):
+    _fill_weight_block_body(logits, mask, b, top, c0, c1, w)
+
+
 @jitable
 def _fill_weights(logits, mask, b, top, out, i):
-    """``w_k = exp(l_k - top)`` of row ``b`` into ``out[i, :K]`` (kept for the next
-    pass: one ``exp`` per class); returns ``(total, last)`` as :func:`_row_stats`."""
-    total = 0.0
-    last = 0
-    for k in range(logits.shape[1]):
-        w = _weight(logits, mask, b, k, top)
-        out[i, k] = w
-        total += w
-        if w > 0.0:
-            last = k
+    """``w_k = exp(l_k - top)`` of row ``b`` into the float64 row ``out[i, :K]``."""
+    _fill_weight_block(logits, mask, b, top, 0, logits.shape[1], out[i])
+
+
+@jitable
+def _add_weights(w, n, c0, total, last):
+    """``total + w[0] + ... + w[n-1]`` (left to right) and the last class ``c0 + j``
+    with ``w[j] > 0`` (else ``last``)."""
+    for j in range(n):
+        total += w[j]
+        if w[j] > 0.0:
+            last = c0 + j
     return total, last
 
 
 @jitable
+def _sum_weights(w, i):
+    """``(total, last)`` of the weights kept in ``w[i, :]`` (as :func:`_row_stats`)."""
+    return _add_weights(w[i], w.shape[1], 0, 0.0, 0)
+
+
+@jitable
+def _count_block(w, n, acc, k, t):
+    """Go on summing ``acc += w[j]`` and counting ``k += (acc <= t)`` for ``j < n``."""
+    for j in range(n):
+        acc += w[j]
+        k += acc <= t
+    return acc, k
+
+
+@jitable
+def _count_below(w, i, last, t):
+    """The draw from kept weights: the number of ``k < last`` with ``w_0 + ... + w_k
+    <= t`` (the sums grow with k), i.e. the smallest ``k`` with ``t < w_0 + ... + w_k``,
+    else ``last``, branch-free (a class found by an early exit cost a mispredicted
+    branch per row, measured ~25 ns per row of 16)."""
+    return _count_block(w[i], last, 0.0, 0, t)[1]
+
+
 def _row_stats(logits, mask, b, lo, hi):
     """``(top, total, last)``: the largest allowed logit, ``sum_k exp(l_k - top)``
     (left to right) and the last class with a positive weight."""
-    top = _top(logits, mask, b, lo, hi)
+    top = _row_top(logits, mask, b, lo, hi)
+    w = _block()
     total = 0.0
     last = lo
-    for k in range(lo, hi):
-        w = _weight(logits, mask, b, k, top)
-        total += w
-        if w > 0.0:
-            last = k
+    for c0 in range(lo, hi, _BLOCK):
+        c1 = min(c0 + _BLOCK, hi)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
+        total, last = _add_weights(w, c1 - c0, c0, total, last)
     return top, total, last
+
+
+def _row_stats_cpu(logits, mask, b, lo, hi):
+    return _row_stats_kernel(logits, mask, b, lo, hi)
+
+
+# Every one-pass op but the fused draw starts with these sums (KL twice): on the CPU
+# they are one cached kernel per dtype, typed once and loaded from the disk cache,
+# that LLVM inlines into the drivers (``jit.always_inline``, as rng.py's gamma
+# sampler) instead of being typed again at each call site (measured: see
+# docs/benchmarks.md, "1. Categorical against torch.compile").
+_row_stats = jitable_outline(_row_stats, _row_stats_cpu)
+_row_stats_body = cpu_inline(_row_stats, outline=False)
+
+
+@always_inline
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _row_stats_kernel(logits, mask, b, lo, hi):
+    return _row_stats_body(logits, mask, b, lo, hi)
 
 
 @jitable
 def _search_row(logits, mask, b, lo, last, top, t):
-    """Smallest ``k`` with ``t < w_lo + ... + w_k``, else ``last`` (relative to lo)."""
+    """:func:`_count_below` from the logits: the smallest ``k`` with ``t < w_lo + ... +
+    w_k``, else ``last`` (relative to lo)."""
+    w = _block()
     acc = 0.0
-    for k in range(lo, last):
-        acc += _weight(logits, mask, b, k, top)
-        if t < acc:
-            return k - lo
-    return last - lo
+    k = 0
+    for c0 in range(lo, last, _BLOCK):
+        c1 = min(c0 + _BLOCK, last)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
+        acc, k = _count_block(w, c1 - c0, acc, k, t)
+    return k
 
 
 @jitable
@@ -210,24 +323,39 @@ def _log_prob_row(logits, mask, b, lo, hi, k):
 
 
 @jitable
-def _score_any(logits, mask, b, k, s, i):
-    """``onehot(k) - p`` of row ``b`` into ``s[i]``."""
+def _write_score(logits, mask, b, top, inv, k, s, i):
+    """``onehot(k) - w * inv`` of row ``b`` into ``s[i]`` (any dtype), the weights
+    computed again block by block."""
     K = logits.shape[1]
-    top, total, _ = _row_stats(logits, mask, b, 0, K)
-    inv = 1.0 / total
-    for c in range(K):
-        s[i, c] = -(_weight(logits, mask, b, c, top) * inv)
+    w = _block()
+    for c0 in range(0, K, _BLOCK):
+        c1 = min(c0 + _BLOCK, K)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
+        for c in range(c0, c1):
+            s[i, c] = -(w[c - c0] * inv)
     s[i, k] += 1.0
 
 
-@jitable
+@jitable_flat
+def _score_any(logits, mask, b, k, s, i):
+    """``onehot(k) - p`` of row ``b`` into ``s[i]``."""
+    top, total, _ = _row_stats(logits, mask, b, 0, logits.shape[1])
+    _write_score(logits, mask, b, top, 1.0 / total, k, s, i)
+
+
+@jitable_flat
 def _score_f64(logits, mask, b, k, s, i):
     """:func:`_score_any` with the weights kept in the float64 output row between the
     passes (the same numbers, one ``exp`` per class)."""
-    K = logits.shape[1]
-    total, _ = _fill_weights(logits, mask, b, _top(logits, mask, b, 0, K), s, i)
-    inv = 1.0 / total
-    for c in range(K):
+    _fill_weights(logits, mask, b, _row_top(logits, mask, b, 0, logits.shape[1]), s, i)
+    total, _ = _sum_weights(s, i)
+    _normalise_score(s, i, k, 1.0 / total)
+
+
+@jitable
+def _normalise_score(s, i, k, inv):
+    """The weights kept in ``s[i]`` into the score ``onehot(k) - w * inv``."""
+    for c in range(s.shape[1]):
         s[i, c] = -(s[i, c] * inv)
     s[i, k] += 1.0
 
@@ -235,38 +363,39 @@ def _score_f64(logits, mask, b, k, s, i):
 _score_row = by_dtype(_score_any, _score_f64)
 
 
-@jitable
+@jitable_flat
 def _sample_score_any(logits, mask, b, u, s, i):
-    """Draw a class of row ``b``, write its score into ``s[i]``, return ``(k, log p)``."""
+    """Draw a class of row ``b``, write its score into ``s[i]``, return ``(k, log p)``.
+    Up to ``_BLOCK`` classes the weights stay in one stack block (one ``exp`` per
+    class; the same numbers as the general path, which computes them twice)."""
     K = logits.shape[1]
+    if K <= _BLOCK:
+        top = _row_top(logits, mask, b, 0, K)
+        w = _block()
+        _fill_weight_block(logits, mask, b, top, 0, K, w)
+        total, last = _add_weights(w, K, 0, 0.0, 0)
+        k = _count_block(w, last, 0.0, 0, u * total)[1]
+        inv = 1.0 / total
+        for c in range(K):
+            s[i, c] = -(w[c] * inv)
+        s[i, k] += 1.0
+        return k, np.float64(logits[b, k]) - (top + m.log(total))
     top, total, last = _row_stats(logits, mask, b, 0, K)
     k = _search_row(logits, mask, b, 0, last, top, u * total)
-    inv = 1.0 / total
-    for c in range(K):
-        s[i, c] = -(_weight(logits, mask, b, c, top) * inv)
-    s[i, k] += 1.0
+    _write_score(logits, mask, b, top, 1.0 / total, k, s, i)
     return k, np.float64(logits[b, k]) - (top + m.log(total))
 
 
-@jitable
+@jitable_flat
 def _sample_score_f64(logits, mask, b, u, s, i):
     """:func:`_sample_score_any` with the weights kept in the float64 output row
-    (exactly the values it recomputes: the same draw, one ``exp`` per class)."""
-    K = logits.shape[1]
-    top = _top(logits, mask, b, 0, K)
-    total, last = _fill_weights(logits, mask, b, top, s, i)
-    t = u * total
-    k = last
-    acc = 0.0
-    for c in range(last):
-        acc += s[i, c]
-        if t < acc:
-            k = c
-            break
-    inv = 1.0 / total
-    for c in range(K):
-        s[i, c] = -(s[i, c] * inv)
-    s[i, k] += 1.0
+    (exactly the values it recomputes: the same draw, one ``exp`` per class), in
+    loops over the classes that are either maps (they vectorise) or one serial sum."""
+    top = _row_top(logits, mask, b, 0, logits.shape[1])
+    _fill_weights(logits, mask, b, top, s, i)
+    total, last = _sum_weights(s, i)
+    k = _count_below(s, i, last, u * total)
+    _normalise_score(s, i, k, 1.0 / total)
     return k, np.float64(logits[b, k]) - (top + m.log(total))
 
 
@@ -278,11 +407,15 @@ def _entropy_row(logits, mask, b, lo, hi):
     top, total, _ = _row_stats(logits, mask, b, lo, hi)
     norm = top + m.log(total)
     inv = 1.0 / total
+    w = _block()
     acc = 0.0
-    for k in range(lo, hi):
-        pk = _weight(logits, mask, b, k, top) * inv
-        if pk > 0.0:
-            acc -= pk * (np.float64(logits[b, k]) - norm)
+    for c0 in range(lo, hi, _BLOCK):
+        c1 = min(c0 + _BLOCK, hi)
+        _fill_weight_block(logits, mask, b, top, c0, c1, w)
+        for k in range(c0, c1):
+            pk = w[k - c0] * inv
+            if pk > 0.0:
+                acc -= pk * (np.float64(logits[b, k]) - norm)
     return acc
 
 
@@ -319,26 +452,32 @@ def _kl_row(lp, mp, lq, mq, b, lo, hi):
     norm_p = top_p + m.log(total_p)
     norm_q = top_q + m.log(total_q)
     inv_p = 1.0 / total_p
+    w = _block()  # p's weights, block by block
     c = 0.0
-    for k in range(lo, hi):
-        a = np.float64(lp[b, k])
-        if _allowed(mp, b, k, a):
-            bq = np.float64(lq[b, k])
-            if not _allowed(mq, b, k, bq):
-                return np.inf
-            c += _weight(lp, mp, b, k, top_p) * inv_p * (a - bq)
+    for c0 in range(lo, hi, _BLOCK):
+        c1 = min(c0 + _BLOCK, hi)
+        _fill_weight_block(lp, mp, b, top_p, c0, c1, w)
+        for k in range(c0, c1):
+            a = np.float64(lp[b, k])
+            if _allowed(mp, b, k, a):
+                bq = np.float64(lq[b, k])
+                if not _allowed(mq, b, k, bq):
+                    return np.inf
+                c += w[k - c0] * inv_p * (a - bq)
     direct = c - (norm_p - norm_q)
     if direct > _KL_DIRECT:
         return direct
     acc = 0.0
-    for k in range(lo, hi):
-        a = np.float64(lp[b, k])
-        bq = np.float64(lq[b, k])
-        if _allowed(mp, b, k, a):
-            pk = _weight(lp, mp, b, k, top_p) * inv_p
-            acc += _kl_term(pk, (a - bq) - c, bq - norm_p + c)
-        elif _allowed(mq, b, k, bq):
-            acc += m.exp(bq - norm_p + c)
+    for c0 in range(lo, hi, _BLOCK):
+        c1 = min(c0 + _BLOCK, hi)
+        _fill_weight_block(lp, mp, b, top_p, c0, c1, w)
+        for k in range(c0, c1):
+            a = np.float64(lp[b, k])
+            bq = np.float64(lq[b, k])
+            if _allowed(mp, b, k, a):
+                acc += _kl_term(w[k - c0] * inv_p, (a - bq) - c, bq - norm_p + c)
+            elif _allowed(mq, b, k, bq):
+                acc += m.exp(bq - norm_p + c)
     return m.log1p(acc)
 
 
@@ -433,8 +572,9 @@ def _fill_tables(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
     K = logits.shape[1]
     for b in range(lo, hi):
         # _row_stats' sums, with the weights kept in probs (one exp per class)
-        top = _top(logits, mask, b, 0, K)
-        tot, last = _fill_weights(logits, mask, b, top, probs, b)
+        top = _row_top(logits, mask, b, 0, K)
+        _fill_weights(logits, mask, b, top, probs, b)
+        tot, last = _sum_weights(probs, b)
         norm = top + math.log(tot)
         log_norm[b] = norm
         total[b] = tot
@@ -489,24 +629,44 @@ def tables(logits: np.ndarray, mask: np.ndarray) -> dict:
 
 # --------------------------------------------------------------------------- checks
 @njit(cache=True, nogil=True, error_model="numpy")
-def _first_bad_row(logits, mask):
-    """The first row with a NaN or +inf logit (-inf is allowed: probability 0) or no
-    allowed class, -1 if none: the value check of every construction, in one pass."""
-    for b in range(logits.shape[0]):
-        finite = True
-        any_allowed = False
-        for k in range(logits.shape[1]):
-            lk = np.float64(logits[b, k])
-            finite = finite and lk < np.inf  # False for NaN and +inf
-            any_allowed = any_allowed or _allowed(mask, b, k, lk)
-        if not (finite and any_allowed):
+def _check_rows(logits, mask, own, lo, hi):
+    """The first of rows ``lo..hi-1`` with a NaN or +inf logit (-inf is allowed:
+    probability 0) or no allowed class, -1 if none: the value check of every
+    construction, in one pass that also copies the rows into ``own`` when it has
+    rows (the private copy of the logits: read once instead of twice)."""
+    copy = own.shape[0] != 0
+    K = logits.shape[1]
+    for b in range(lo, hi):
+        if copy:
+            for k in range(K):
+                own[b, k] = logits[b, k]
+        # counts, not early exits: the loops vectorise (measured: the check alone
+        # 9.4 -> 4.6 ms for 2^20 rows of 16)
+        bad = 0  # NaN or +inf
+        allowed = 0
+        if mask.shape[0] == 0:
+            for k in range(K):
+                lk = np.float64(logits[b, k])
+                bad += not (lk < np.inf)
+                allowed += lk > -np.inf
+        else:
+            for k in range(K):
+                lk = np.float64(logits[b, k])
+                bad += not (lk < np.inf)
+                allowed += mask[b, k] & (lk > -np.inf)
+        if bad or not allowed:
             return b
     return -1
 
 
-def check_rows(logits: np.ndarray, mask: np.ndarray, where: str = "") -> None:
-    """ValueError naming the first invalid row of ``(B, K)`` logits/mask."""
-    bad = _first_bad_row(logits, mask)
+def check_rows(logits: np.ndarray, mask: np.ndarray, where: str = "",
+               own: np.ndarray | None = None) -> None:
+    """ValueError naming the first invalid row of ``(B, K)`` logits/mask; with ``own``
+    (an array like ``logits``) the rows are copied into it in the same pass (threaded)."""
+    B, K = logits.shape
+    dest = np.empty((0, 0), logits.dtype) if own is None else own
+    bad = next((b for b in threads.run_split(_check_rows, (logits, mask, dest), B,
+                                              threads.per_items(K)) if b >= 0), -1)
     if bad >= 0:
         check_finite(logits, "logits", allow_neg_inf=True)  # raises for NaN / +inf
         raise ValueError(f"mask/logits allow no class{where} in batch row {bad} (flat "
@@ -609,9 +769,17 @@ class vectorised:
 
 
 def _prepare(flat: dict) -> dict:
+    """The check of the rows and the private copy of the logits, in one pass."""
     mask = flat.get("mask", _NO_MASK)
-    check_rows(flat["logits"], mask)
-    return {} if "mask" in flat else {"mask": _NO_MASK}
+    logits = flat["logits"]  # the caller's array (FAMILY.prepare_copies)
+    if not logits.flags.c_contiguous:  # one compiled layout: C
+        logits = np.ascontiguousarray(logits)
+    if logits.flags.writeable:  # a view: one compiled type, read-only arrays
+        logits = logits.view()
+        logits.flags.writeable = False
+    own = np.empty(logits.shape, logits.dtype)
+    check_rows(logits, mask, own=own)
+    return {"logits": own} if "mask" in flat else {"logits": own, "mask": _NO_MASK}
 
 
 FAMILY = Family(
@@ -624,6 +792,7 @@ FAMILY = Family(
     numpy_ops=vectorised,
     discrete=True,
     prepare_checks_finite=True,
+    prepare_copies=("logits",),
 )
 register(CategoricalParams, scalar)
 register(CategoricalTables, table_scalar)

@@ -1,0 +1,139 @@
+"""The fast paths of Categorical (issues 14 and 16): our vectorisable ``exp`` of the
+softmax weights (accuracy in ulp against mpmath), the private copy of the logits made
+in the construction's checking pass, and the row kernels split into vectorisable loops."""
+
+import mpmath
+import numpy as np
+import pytest
+from numba import njit
+
+import lograd_fast as lf
+from lograd_fast._engine import maths
+
+mpmath.mp.dps = 40
+
+
+@njit
+def _exp_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = maths.exp_f64(x[i])
+
+
+def _ulps(got, x):
+    """|got - exp(x)| in units of the last place of the correctly rounded exp(x)."""
+    err = np.empty(x.shape[0])
+    for i, (g, v) in enumerate(zip(got.tolist(), x.tolist())):
+        exact = mpmath.exp(mpmath.mpf(v))
+        err[i] = float(abs(mpmath.mpf(g) - exact) / np.spacing(float(exact)))
+    return err
+
+
+def test_exp_f64_within_one_ulp_of_mpmath_and_the_same_on_every_path():
+    rng = np.random.default_rng(7)
+    x = np.concatenate([
+        np.linspace(-745.0, 0.0, 4001),  # the softmax range: l_k - max <= 0
+        -rng.exponential(3.0, 8000),  # where the probabilities are
+        rng.uniform(-745.1, -708.0, 2000),  # subnormal results
+        rng.uniform(-1e-3, 1e-3, 1000),  # near 0: e^r's polynomial around 1
+        rng.uniform(0.0, 709.7, 2000),  # positive arguments (KL-type uses)
+    ])
+    got = np.empty_like(x)
+    _exp_loop(x, got)
+    err = _ulps(got, x)
+    assert err.max() <= 1.0, (err.max(), x[err.argmax()])
+    # the numpy form (arrays) and the plain-Python one (scalars: CUDA simulator) give
+    # the compiled bits
+    np.testing.assert_array_equal(maths.exp_f64(x), got)
+    np.testing.assert_array_equal([maths.exp_f64(float(v)) for v in x[::97]], got[::97])
+
+
+def test_exp_f64_special_values():
+    x = np.array([0.0, -0.0, -745.2, -746.0, -1e300, -np.inf, 709.79, 1e300, np.inf, np.nan])
+    got = np.empty_like(x)
+    _exp_loop(x, got)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(got, np.exp(x))
+    assert got[0] == 1.0  # the row's largest logit has weight exactly 1
+
+
+@pytest.mark.parametrize("mask", [None, np.array([True, False, True, True])])
+def test_the_distribution_is_a_snapshot_of_the_logits(mask):
+    """The private copy is made in the checking pass: writing into the caller's logits
+    after the construction changes nothing, on every path (one pass, tables)."""
+    logits = np.random.default_rng(3).normal(size=(300, 4))
+    ref = lf.Categorical(logits.copy(), mask=mask)
+    d, d2 = lf.Categorical(logits, mask=mask), lf.Categorical(logits, mask=mask)
+    logits[...] = np.nan
+    for a, b in ((d, ref), (d2, ref)):
+        x, lp, s = a.sample_and_score(None, seed=5)
+        xr, lpr, sr = b.sample_and_score(None, seed=5)
+        np.testing.assert_array_equal(x, xr)
+        np.testing.assert_array_equal(lp, lpr)
+        np.testing.assert_array_equal(s["logits"], sr["logits"])
+        np.testing.assert_array_equal(a.entropy(), b.entropy())  # the tables now
+    np.testing.assert_array_equal(d.probs, ref.probs)
+
+
+def test_non_contiguous_and_read_only_logits():
+    base = np.random.default_rng(4).normal(size=(8, 10))
+    view = base[:, ::2]  # strided
+    ro = base[:, :5].copy()
+    ro.flags.writeable = False
+    for logits in (view, ro, np.asfortranarray(view)):
+        d = lf.Categorical(logits)
+        np.testing.assert_array_equal(d._record.logits, np.ascontiguousarray(logits))
+        x, lp, _ = d.sample_and_score(None, seed=1)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(np.exp(lp), probs[np.arange(8), x], rtol=1e-14)
+
+
+def test_bad_rows_found_in_every_part_of_a_threaded_check():
+    """The check runs in parts (threads): a bad row in the last part is found, and
+    the first bad row is the one named."""
+    B = 64 * 1024
+    logits = np.zeros((B, 3))
+    logits[B - 1, 2] = np.nan
+    with pytest.raises(ValueError, match=rf"first at index \({B - 1}, 2\)"):
+        lf.Categorical(logits)
+    mask = np.ones((B, 3), bool)
+    mask[B - 2] = False
+    mask[B - 1] = False
+    with pytest.raises(ValueError, match=f"batch row {B - 2}"):
+        lf.Categorical(np.zeros((B, 3)), mask=mask)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K", [32, 70])  # one stack block of weights; three blocks
+def test_one_pass_equals_the_tables_bitwise_across_weight_blocks(dtype, K):
+    """Rows longer than a block of weights (``_BLOCK`` = 32 classes) are summed and
+    searched block by block, and float32 up to one block keeps its weights in it: the
+    same numbers as the tables (which keep every weight) on every op."""
+    rng = np.random.default_rng(K)
+    logits = rng.normal(scale=3.0, size=(6, K)).astype(dtype)
+    mask = rng.random((6, K)) > 0.3
+    mask[:, K - 1] = True
+    for m in (None, mask):
+        def fresh(m=m):
+            return lf.Categorical(logits, mask=m)
+        x, lp, s = fresh().sample_and_score(4, seed=3)  # one pass
+        many = fresh().sample_and_score(300, seed=3)  # the tables
+        np.testing.assert_array_equal(x, many[0][:4])
+        np.testing.assert_array_equal(lp, many[1][:4])
+        np.testing.assert_array_equal(s["logits"], many[2]["logits"][:4])
+        np.testing.assert_array_equal(fresh().sample(4, seed=8), fresh().sample(300, seed=8)[:4])
+        xs = many[0][:4]
+        tab = fresh()
+        tab.tables  # noqa: B018 - built: later ops read them
+        tab._used = True
+        np.testing.assert_array_equal(fresh().log_prob(xs), tab.log_prob(xs))
+        np.testing.assert_array_equal(fresh().score(xs)["logits"], tab.score(xs)["logits"])
+        np.testing.assert_array_equal(fresh().entropy(), tab.entropy())
+        # and the probabilities are right (torch-free reference: numpy softmax)
+        ref = np.where(True if m is None else m, logits.astype(np.float64), -np.inf)
+        ref = np.exp(ref - ref.max(axis=1, keepdims=True))
+        ref /= ref.sum(axis=1, keepdims=True)
+        # (float32: log p rounded to float32, |log p| < 20 here)
+        rtol = 1e-13 if dtype == np.float64 else 20 * 2.0**-24
+        np.testing.assert_allclose(np.exp(lp.astype(np.float64)), ref[np.arange(6), x],
+                                   rtol=rtol)
