@@ -2,6 +2,11 @@
 softmax weights (accuracy in ulp against mpmath), the private copy of the logits made
 in the construction's checking pass, and the row kernels split into vectorisable loops."""
 
+import json
+import os
+import subprocess
+import sys
+
 import mpmath
 import numpy as np
 import pytest
@@ -137,3 +142,35 @@ def test_one_pass_equals_the_tables_bitwise_across_weight_blocks(dtype, K):
         rtol = 1e-13 if dtype == np.float64 else 20 * 2.0**-24
         np.testing.assert_allclose(np.exp(lp.astype(np.float64)), ref[np.arange(6), x],
                                    rtol=rtol)
+
+
+def test_row_kernels_compile_once_per_dtype(tmp_path):
+    """Every op of Categorical (one-pass and tables, both dtypes, masked or not) and of
+    MultiCategorical shares one compile per dtype of each cached row kernel (a literal
+    bound or a writeable array would be a signature, and a compile, of its own)."""
+    code = """
+import json, warnings
+import numpy as np
+import lograd_fast as lf
+from lograd_fast.families import categorical as cat
+warnings.simplefilter("ignore")
+for dt in (np.float64, np.float32):
+    for mask in (None, np.array([[True, False, True]] * 2)):
+        d = lf.Categorical(np.zeros((2, 3), dt), mask=mask)
+        d.sample_and_score(seed=0); d.kl(d); d.entropy()
+        x = d.sample(seed=0); d.log_prob(x); d.score(x)
+        d.sample_and_score(4, seed=0); d.log_prob(d.sample(4, seed=1))
+m = lf.MultiCategorical([np.zeros((2, 3)), np.zeros((2, 2))])
+m.sample_and_score(seed=0); m.kl(m); m.entropy()
+print(json.dumps({k: [str(s) for s in getattr(cat, k).signatures] for k in
+      ("_fill_weight_block_kernel", "_row_stats_kernel", "_fill_tables", "_check_rows")}))
+"""
+    # an empty cache: a driver loaded from the cache never calls the kernels it inlined
+    env = {**os.environ, "LOGRAD_FAST_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sigs = json.loads(proc.stdout.splitlines()[-1])
+    for name, found in sigs.items():
+        dtypes = sorted("float32" in s.split(",")[0] for s in found)
+        assert dtypes == [False, True], (name, found)  # one float64, one float32

@@ -68,7 +68,7 @@ from .._engine.jit import (
     jitable_hot,
     jitable_outline,
 )
-from .._engine.rng import philox_block, u01_f64
+from .._engine.rng import philox_block, philox_block_cpu, u01_f64
 from ..distribution import Distribution, Family, as_array, check_finite, cuda_backend
 
 SMALL_N = 4  # draws per row up to which sampling reads the logits (no tables)
@@ -176,8 +176,10 @@ def _fill_weight_block(logits, mask, b, top, c0, c1, w):
         w[k - c0] = wk if mask[b, k] else 0.0
 
 
+# The bounds go in as int64: a literal 0 at a call site would type the kernel again
+# (``Literal[int](0)`` is a signature of its own, ~0.35 s per compile).
 def _fill_weight_block_cpu(logits, mask, b, top, c0, c1, w):
-    _fill_weight_block_kernel(logits, mask, b, top, c0, c1, w)
+    _fill_weight_block_kernel(logits, mask, b, top, np.int64(c0), np.int64(c1), w)
 
 
 # Every op fills weights (the fused draw in its output row, the others in a stack
@@ -252,7 +254,7 @@ def _row_stats(logits, mask, b, lo, hi):
 
 
 def _row_stats_cpu(logits, mask, b, lo, hi):
-    return _row_stats_kernel(logits, mask, b, lo, hi)
+    return _row_stats_kernel(logits, mask, b, np.int64(lo), np.int64(hi))
 
 
 # Every one-pass op but the fused draw starts with these sums (KL twice): on the CPU
@@ -284,10 +286,17 @@ def _search_row(logits, mask, b, lo, last, top, t):
     return k
 
 
-@jitable
 def _uniform(st, block):
     w = philox_block(st, block)
     return u01_f64(w[0], w[1])
+
+
+def _uniform_cpu(st, block):
+    w = philox_block_cpu(st, block)
+    return u01_f64(w[0], w[1])
+
+
+_uniform = jitable_outline(_uniform, _uniform_cpu)  # the CPU drivers' streams are buffered
 
 
 @jitable
@@ -566,8 +575,7 @@ class table_scalar:
 
 
 # --------------------------------------------------------------------------- tables
-@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
-def _fill_tables(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
+def _table_rows(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
     """Rows ``lo..hi-1`` of the tables, by the one-pass kernels' arithmetic."""
     K = logits.shape[1]
     for b in range(lo, hi):
@@ -587,6 +595,16 @@ def _fill_tables(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
             cdf[b, k] = acc if k < last else np.inf
             probs[b, k] = w * inv
             log_probs[b, k] = lk - norm if _allowed(mask, b, k, lk) else -np.inf
+
+
+# one flat body (the row helpers inlined before typing, as in the drivers: typed once,
+# none of them compiled stand-alone); the weight fill stays the shared cached kernel
+_table_rows_body = cpu_inline(_table_rows, outline=True)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _fill_tables(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
+    _table_rows_body(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi)
     return 0
 
 

@@ -228,6 +228,8 @@ def _prepare(flat: dict, nvec: tuple) -> dict:
                          "(flat index): every sub-action needs at least one unmasked, "
                          "finite logit")
     padded, padded_mask = padded.reshape(B * m, k_max), padded_mask.reshape(B * m, k_max)
+    # read-only like a Categorical's record: the same compiled kernels serve both
+    padded.flags.writeable = padded_mask.flags.writeable = False
     _cat.check_rows(padded, padded_mask)
     tables = _cat.tables(padded, padded_mask)
     return {"offsets": offsets, "log_probs": tables["log_probs"], "probs": tables["probs"],
