@@ -159,7 +159,8 @@ for dt in (np.float64, np.float32):
         d = lf.Categorical(np.zeros((2, 3), dt), mask=mask)
         d.sample_and_score(seed=0); d.kl(d); d.entropy()
         x = d.sample(seed=0); d.log_prob(x); d.score(x)
-        d.sample_and_score(4, seed=0); d.log_prob(d.sample(4, seed=1))
+        d = lf.Categorical(np.zeros((2, 3), dt), mask=mask)  # tables: n > SMALL_N
+        d.sample_and_score(8, seed=0); d.log_prob(d.sample(8, seed=1))
 m = lf.MultiCategorical([np.zeros((2, 3)), np.zeros((2, 2))])
 m.sample_and_score(seed=0); m.kl(m); m.entropy()
 print(json.dumps({k: [str(s) for s in getattr(cat, k).signatures] for k in
