@@ -175,3 +175,25 @@ print(json.dumps({k: [str(s) for s in getattr(cat, k).signatures] for k in
     for name, found in sigs.items():
         dtypes = sorted("float32" in s.split(",")[0] for s in found)
         assert dtypes == [False, True], (name, found)  # one float64, one float32
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_score_keeps_its_one_hot(dtype):
+    """The fused draw's score is ``onehot(x) - softmax`` exactly where the one-hot goes:
+    its last write (``s[i, k] += 1``) once fell to Numba's dead-code elimination with
+    the drivers specialised per dtype (see ``jit._patch_alias_analysis``)."""
+    from numba.core import ir_utils
+
+    assert getattr(ir_utils.find_potential_aliases, "__lograd_fast__", False)
+    rng = np.random.default_rng(3)
+    L = rng.normal(size=(7, 5)).astype(dtype)
+    mask = rng.random((7, 5)) < 0.8
+    mask[:, 0] = True
+    for m_ in (None, mask):
+        for n in (None, 2, 9):  # one pass (n <= SMALL_N) and the tables
+            x, _, s = lf.Categorical(L, mask=m_).sample_and_score(n, seed=4)
+            lg = np.where(m_ if m_ is not None else True, L.astype(np.float64), -np.inf)
+            p = np.exp(lg - np.logaddexp.reduce(lg, axis=1, keepdims=True))
+            ref = (np.arange(5) == x[..., None]) - p
+            tol = 1e-15 if dtype == np.float64 else 1e-6
+            np.testing.assert_allclose(s["logits"], ref, rtol=0, atol=tol)

@@ -187,7 +187,7 @@ GAMMA_KERNEL = """
         d.sample_and_score(64, seed=0)
     kernel = rng._std_gamma_log_kernel_f64
     inlined = []
-    for (driver, _), fn in cpu._SPECIALISED.items():
+    for (driver, *_), fn in cpu._SPECIALISED.items():
         for sig in fn.signatures:  # the kernel is inlined by LLVM: no copy left to call
             module = fn.overloads[sig].library._final_module
             inlined.append(not any("_std_gamma_log_kernel" in f.name
@@ -239,7 +239,7 @@ POISSON_KERNELS = """
         x, lp, _ = d.sample_and_score(64, seed=0)
         d.log_prob(x)
     defined = []
-    for (driver, _), fn in cpu._SPECIALISED.items():
+    for (driver, *_), fn in cpu._SPECIALISED.items():
         for sig in fn.signatures:
             module = fn.overloads[sig].library._final_module
             defined += [f.name for f in module.functions if not f.is_declaration
