@@ -95,12 +95,16 @@ def _generic(fn):
 
 
 def _specialise(driver, params_cls: type, float32: bool):
-    # per dtype: the family's ``by_dtype`` functions (the fused Categorical row) are then
-    # bound to plain inline copies too, typed once in the driver instead of resolved as
-    # overloads, which Numba also compiles stand-alone (measured: the first one-pass
-    # Categorical ``sample_and_score`` 2.45 -> 1.92 s CPU; see jit._patch_alias_analysis)
+    # Per dtype, a family whose ops say ``inline_by_dtype`` (Categorical: its fused row
+    # function) gets its ``by_dtype`` functions bound to plain inline copies too, typed
+    # once in the driver instead of resolved as overloads, which Numba also compiles
+    # stand-alone (measured: the first one-pass Categorical ``sample_and_score`` 2.45 ->
+    # 1.92 s CPU; see jit._patch_alias_analysis).  Not for every family: where small
+    # ``by_dtype`` helpers serve several drivers, compiling them once and calling them is
+    # cheaper (``lograd-fast compile`` of everything measured +5-8 % CPU otherwise).
     ops = REGISTRY[params_cls]
-    bound = {name: cpu_inline(getattr(ops, name), float32=float32)
+    inline = float32 if getattr(ops, "inline_by_dtype", False) else None
+    bound = {name: cpu_inline(getattr(ops, name), float32=inline)
              for name in driver.__code__.co_names if name in _FAMILY_OPS}
     suffix = "_f32" if float32 else ""
     copy = pytypes.FunctionType(driver.__code__, {**driver.__globals__, **bound},

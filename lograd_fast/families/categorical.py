@@ -494,6 +494,10 @@ def _kl_row(lp, mp, lq, mq, b, lo, hi):
 class scalar:
     """Per-atom (per-row) entry points of the one-pass record, compiled for the CPU."""
 
+    # the drivers bind the fused row functions (``by_dtype``) by dtype: typed once
+    # inside the driver, not compiled stand-alone as well (``cpu._specialise``)
+    inline_by_dtype = True
+
     @staticmethod
     @jitable
     def sample1(p, b, st, x, i):
