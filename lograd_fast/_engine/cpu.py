@@ -118,10 +118,11 @@ def _specialise(driver, params_cls: type, float32: bool):
 def _for(driver, p):
     """``driver`` compiled for the family and dtype of the record ``p`` (one dictionary
     lookup)."""
-    key = (driver, type(p), p[0].dtype.itemsize)
+    float32 = p[0].dtype == np.float32
+    key = (driver, type(p), float32)
     fn = _SPECIALISED.get(key)
     if fn is None:
-        fn = _SPECIALISED[key] = _specialise(driver, type(p), p[0].dtype == np.float32)
+        fn = _SPECIALISED[key] = _specialise(driver, type(p), float32)
     return fn
 
 
