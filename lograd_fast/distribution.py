@@ -38,6 +38,11 @@ _MAX_ATOMS = 2**62
 _U64_ZERO = np.uint64(0)
 
 
+def _no_event_dims(record: Any) -> tuple:
+    """The default ``Family.sample_event_shape``: scalar atoms."""
+    return ()
+
+
 @dataclass(frozen=True)
 class Family:
     """What the generic machinery needs to know about a family.
@@ -74,7 +79,7 @@ class Family:
     param_event_ndims: tuple[int, ...]
     prepare: Callable[[dict], dict]
     numpy_ops: Any
-    sample_event_shape: Callable[[Any], tuple] = lambda p: ()
+    sample_event_shape: Callable[[Any], tuple] = _no_event_dims
     discrete: bool = False
     prepare_checks_finite: bool = False
     prepare_copies: tuple[str, ...] = ()
@@ -276,7 +281,7 @@ class _Layout(NamedTuple):
     E: int
     tails: dict  # name -> trailing (event) dims of each parameter and extra field
     shapes: dict  # name -> (full_shape + tail, (B,) + tail): broadcast and flat shapes
-
+    convert: bool  # a parameter's dtype is not ``dtype`` (mixed float32/float64)
     attrs: dict  # the instance attributes that follow from the layout (shared, read-only)
 
 
@@ -296,7 +301,7 @@ def _layout_key(fam: Family, params: dict, extra: dict, event_ndims: Any,
     but a plain float32/float64 ``ndarray`` (lists, scalars, tensors: the full path)."""
     if type(event_ndims) is not int or type(backend) is not str:
         return None
-    key = [fam.name, fam.param_event_ndims, event_ndims, backend]
+    key = (fam.name, event_ndims, backend)
     for name in fam.param_names:
         v = params[name]
         if type(v) is not np.ndarray or v.dtype not in _FLOATS:
@@ -306,7 +311,7 @@ def _layout_key(fam: Family, params: dict, extra: dict, event_ndims: Any,
         if type(v) is not np.ndarray:
             return None
         key += (name, v.shape, v.dtype)
-    return tuple(key)
+    return key
 
 
 def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
@@ -321,6 +326,7 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
     scalars = [isinstance(params[k], (int, float)) and not isinstance(params[k], np.generic)
                for k in fam.param_names]
     dtype = common_dtype(arrays, scalars)
+    convert = any(a.dtype != dtype for a in arrays)
     arrays = [a.astype(dtype, copy=False) for a in arrays]
     ends = dict(zip(fam.param_names, fam.param_event_ndims))
     # broadcast the leading (atom batch) dims of every parameter and extra field
@@ -353,7 +359,7 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
              "_param_tail": {name: tails[name] for name in fam.param_names},
              "_sample_dtype": _INT64 if fam.discrete else dtype}
     return arrays, _Layout(dtype, event_ndims, full_shape, batch_shape, B, E, tails, shapes,
-                           attrs)
+                           convert, attrs)
 
 
 # ----------------------------------------------------------------------------- the class
@@ -369,6 +375,7 @@ class Distribution:
     def _setup(self, params: dict, extra: dict | None = None, *, event_ndims: int = 0,
                backend: str = "cpu") -> None:
         fam = self.family
+        names = fam.param_names
         extra = extra or {}
         key = _layout_key(fam, params, extra, event_ndims, backend)
         layout = _LAYOUTS.get(key)
@@ -379,18 +386,22 @@ class Distribution:
                     _LAYOUTS.clear()
                 _LAYOUTS[key] = layout
         else:  # plain float arrays of a known layout: already checked once
-            dtype = layout.dtype
-            arrays = [v if v.dtype == dtype else v.astype(dtype)
-                      for v in map(params.__getitem__, fam.param_names)]
-        self._user_params = dict(zip(fam.param_names, arrays))
+            arrays = [params[k] for k in names]
+            if layout.convert:
+                arrays = [v.astype(layout.dtype) for v in arrays]
+        self._param_arrays = arrays
         # what depends on the shapes alone, set at once (the common RL step: ~1 us)
         self.__dict__.update(layout.attrs)
         flat = {}
-        for name, arr in zip(fam.param_names + tuple(extra), arrays + list(extra.values())):
+        for name, arr in zip(names + tuple(extra), arrays + list(extra.values())):
             shape, flat_shape = layout.shapes[name]
             if arr.shape == shape:
-                arr = arr.reshape(flat_shape) if name in fam.prepare_copies \
-                    else np.array(arr, order="C").reshape(flat_shape)  # own copy
+                if name not in fam.prepare_copies:
+                    arr = np.array(arr, order="C")  # own copy
+                    if shape != flat_shape:
+                        arr = arr.reshape(flat_shape)
+                else:  # a view (made read-only below), never the caller's array itself
+                    arr = arr.reshape(flat_shape) if shape != flat_shape else arr.view()
             else:  # broadcast by the assignment (np.broadcast_to costs ~2 us)
                 own = np.empty(flat_shape, arr.dtype)
                 own.reshape(shape)[...] = arr
@@ -400,15 +411,17 @@ class Distribution:
             arr.setflags(write=False)
             flat[name] = arr
         if not fam.prepare_checks_finite:
-            for name in fam.param_names:
+            for name in names:
                 check_finite(flat[name], name, allow_neg_inf=name == "logits")
         derived = fam.prepare(flat)
         for arr in derived.values():
             arr.setflags(write=False)
-        self._record = fam.params_cls(**{**flat, **derived})
-        self.sample_event_shape = ses = tuple(fam.sample_event_shape(self._record))
-        self.event_shape = self.full_shape[len(self.batch_shape):] + ses if ses \
-            else self.full_shape[len(self.batch_shape):]
+        flat.update(derived)
+        self._record = rec = fam.params_cls(**flat)
+        ses = () if fam.sample_event_shape is _no_event_dims else \
+            tuple(fam.sample_event_shape(rec))
+        self.sample_event_shape = ses
+        self.event_shape = self.full_shape[len(self.batch_shape):] + ses
         self._device_record = None
         if backend == "cuda":
             _cuda = cuda_backend()
@@ -416,9 +429,13 @@ class Distribution:
 
     # -- public properties --------------------------------------------------------
     @property
+    def _user_params(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.family.param_names, self._param_arrays))
+
+    @property
     def params(self) -> dict[str, np.ndarray]:
         """The unconstrained parameters as passed (converted to arrays of ``dtype``)."""
-        return dict(self._user_params)
+        return self._user_params
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(batch_shape={self.batch_shape}, "
@@ -523,8 +540,14 @@ class Distribution:
         return cuda_backend() if self.backend == "cuda" else cpu
 
     # -- validation of samples passed in --------------------------------------------
-    def _check_x(self, x: Any) -> tuple[Any, int | None]:
-        """Return ``x`` as a contiguous array of the sample dtype and its ``n``."""
+    # a family whose score check (``_check_score_support``) includes the support check
+    # (Categorical: a masked class is also a valid index) runs only the former where
+    # both are due (one compiled pass over x less)
+    _score_check_covers_support = False
+
+    def _check_x(self, x: Any, support: bool = True) -> tuple[Any, int | None]:
+        """Return ``x`` as a contiguous array of the sample dtype and its ``n``;
+        ``support``: check it with ``_check_support`` too."""
         if self.backend == "cuda" and hasattr(x, "__cuda_array_interface__") \
                 and not isinstance(x, np.ndarray):
             return cuda_backend().check_device_x(self, x)
@@ -565,13 +588,13 @@ class Distribution:
                 if big.any():
                     raise ValueError(f"x holds values outside the int64 range (e.g. "
                                      f"{x[big].flat[0]!r})")
-            x = x.astype(np.int64, copy=False)
+            x = np.ascontiguousarray(x.astype(np.int64, copy=False))
         else:
-            if np.isnan(x).any():
+            x = np.ascontiguousarray(x.astype(self.dtype, copy=False))
+            if cpu.any_nan(x.reshape(-1)):
                 raise ValueError("x contains NaN")
-            x = x.astype(self.dtype, copy=False)
-        x = np.ascontiguousarray(x)
-        self._check_support(x)
+        if support:
+            self._check_support(x)
         return x, n
 
     def _check_support(self, x: np.ndarray) -> None:
@@ -645,7 +668,7 @@ class Distribution:
         for a backward pass); CPU backend, fresh outputs."""
         if self.backend != "cpu":
             return self.log_prob(x), self.score(x)
-        x, n = self._check_x(x)
+        x, n = self._check_x(x, support=not self._score_check_covers_support)
         self._check_score_support(x)
         n_atoms = (n or 1) * self._B
         lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
@@ -667,7 +690,8 @@ class Distribution:
         parameter (sum over broadcast axes to get the derivative w.r.t. the
         parameter as passed).
         """
-        x, n = self._check_x(x)
+        x, n = self._check_x(x, support=not (self._score_check_covers_support
+                                             and isinstance(x, np.ndarray)))
         if isinstance(x, np.ndarray):
             self._check_score_support(x)
         (s,) = self._outputs(n, out, False, False, True)
@@ -689,10 +713,18 @@ class Distribution:
         ``out`` may be a tuple ``(x, log_prob, {name: score})`` of arrays to fill.
         The samples are exactly those of :meth:`sample` with the same seed.
         """
+        if n is None and out is None and self.backend == "cpu" and self._B:
+            # the RL step: one draw per item, fresh outputs, few layers
+            key = check_seed(seed, stream) + _ATOM0
+            x, xf, s, sf = self._fresh(None, self._B, True, True)
+            lp = np.empty(self.batch_shape, self.dtype)
+            cpu.sample_score_step(self._kernel_record(None), key, xf, sf,
+                                  lp if lp.ndim == 1 else lp.reshape(-1), self._B, self._E)
+            return x, lp, s
         n = check_n(n)
         key = check_seed(seed, stream) + _ATOM0
         n_atoms = self._check_atoms(n, out, scores=True)
-        if out is None and self.backend == "cpu" and n_atoms:  # the RL step: outputs only
+        if out is None and self.backend == "cpu" and n_atoms:  # outputs only
             x, xf, s, sf = self._fresh(n, n_atoms, True, True)
             lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
             cpu.sample_score(self._kernel_record(n), key, xf, sf,

@@ -60,6 +60,7 @@ import torch.distributions as _td
 from torch.distributions import constraints
 
 from .families import FAMILY_CLASSES
+from .families.categorical import entropy_and_grad as _categorical_entropy_and_grad
 
 if not hasattr(torch.library, "register_vmap"):  # register_fake/register_vmap: torch 2.4
     raise ImportError(f"lograd_fast.torch needs torch >= 2.4 (its operators register fake "
@@ -431,9 +432,7 @@ class _CategoricalRules:
     def entropy_and_grad(d) -> tuple:
         """``(H, [dH/dlogits])`` (no graph) from the lograd_fast distribution's tables,
         one compiled pass (instead of a dozen torch operations in the backward)."""
-        from .families.categorical import entropy_and_grad
-
-        ent, grad = entropy_and_grad(d.tables, d.dtype)
+        ent, grad = _categorical_entropy_and_grad(d.tables, d.dtype)
         return (torch.from_numpy(ent.reshape(d.batch_shape)),
                 [torch.from_numpy(grad.reshape(d.full_shape + (d.K,)))])
 

@@ -7,6 +7,8 @@ import pytest
 from cases import assert_same_draws, atom_params, broadcast_params
 from scipy import stats
 
+import lograd_fast as lf
+
 EPS64 = np.finfo(np.float64).eps
 
 
@@ -206,6 +208,44 @@ def test_sample_and_score_equals_separate_calls(case):
     s2 = d.score(x)
     for k in s:
         np.testing.assert_allclose(s[k], s2[k], rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rl_step_path_equals_the_general_one(case, dtype):
+    """``sample_and_score(None)`` without ``out`` (the RL step) runs through a cached
+    call plan (``cpu.sample_score_step``): bitwise what the general path (``out=``
+    buffers) gives, for small and 2**32-plus seeds, other streams, both dtypes and the
+    second call of a distribution too (Categorical's tables); the caller's parameter
+    arrays stay writeable and unchanged (the record holds copies or read-only views)."""
+    given = {k: np.array(v, dtype) for k, v in case.params.items()}
+    before = {k: v.copy() for k, v in given.items()}
+    lean, general = case.make(params=given, dtype=dtype), case.make(params=given, dtype=dtype)
+    for seed, stream in ((3, 0), (2**40 + 5, 0), (11, 7), (2**64 - 1, 2**32 - 1)):
+        x, lp, s = lean.sample_and_score(None, seed=seed, stream=stream)
+        out = (np.empty_like(x), np.empty_like(lp), {k: np.empty_like(v) for k, v in s.items()})
+        general.sample_and_score(None, seed=seed, stream=stream, out=out)
+        np.testing.assert_array_equal(x, out[0])
+        np.testing.assert_array_equal(lp, out[1])
+        assert s.keys() == out[2].keys()
+        for k in s:
+            np.testing.assert_array_equal(s[k], out[2][k])
+    for k, v in given.items():
+        assert v.flags.writeable, k
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_rl_step_of_a_batch_split_between_threads():
+    """A batch too large for one thread's call (>= 8 chunks of atoms) takes the
+    threaded path from the RL step's plan: the same numbers as the general path."""
+    loc = np.linspace(-1.0, 1.0, 9 * 4096)
+    d = lf.Normal(loc, np.full_like(loc, -0.5))
+    x, lp, s = d.sample_and_score(None, seed=4)
+    out = (np.empty_like(x), np.empty_like(lp), {k: np.empty_like(v) for k, v in s.items()})
+    d.sample_and_score(None, seed=4, out=out)
+    np.testing.assert_array_equal(x, out[0])
+    np.testing.assert_array_equal(lp, out[1])
+    for k in s:
+        np.testing.assert_array_equal(s[k], out[2][k])
 
 
 def test_shapes_and_out_buffers(case):

@@ -639,14 +639,13 @@ def entropy_and_grad(tables: CategoricalTables, dtype) -> tuple[np.ndarray, np.n
 def tables(logits: np.ndarray, mask: np.ndarray) -> dict:
     """The per-row arrays of ``(B, K)`` logits (rows already checked)."""
     B, K = logits.shape
-    out = {"log_norm": np.empty(B), "log_probs": np.empty((B, K)), "probs": np.empty((B, K)),
-           "cdf": np.empty((B, K)), "total": np.empty(B)}
-    threads.run_split(_fill_tables, (logits, mask, out["log_norm"], out["log_probs"],
-                                     out["probs"], out["cdf"], out["total"]),
-                      B, threads.per_items(K))
-    for arr in out.values():
-        arr.flags.writeable = False
-    return out
+    rows, sums = np.empty((3, B, K)), np.empty((2, B))  # two allocations, not five
+    threads.run_split(_fill_tables, (logits, mask, sums[0], rows[0], rows[1], rows[2],
+                                     sums[1]), B, threads.per_items(K))
+    rows.setflags(write=False)  # then the views taken from them are read-only too
+    sums.setflags(write=False)
+    return {"log_norm": sums[0], "log_probs": rows[0], "probs": rows[1], "cdf": rows[2],
+            "total": sums[1]}
 
 
 # --------------------------------------------------------------------------- checks
@@ -687,8 +686,11 @@ def check_rows(logits: np.ndarray, mask: np.ndarray, where: str = "",
     (an array like ``logits``) the rows are copied into it in the same pass (threaded)."""
     B, K = logits.shape
     dest = np.empty((0, 0), logits.dtype) if own is None else own
-    bad = next((b for b in threads.run_split(_check_rows, (logits, mask, dest), B,
-                                              threads.per_items(K)) if b >= 0), -1)
+    if B * K <= threads.CHUNK:  # a small batch (an RL step): one call, no split
+        bad = _check_rows(logits, mask, dest, 0, B)
+    else:
+        bad = next((b for b in threads.run_split(_check_rows, (logits, mask, dest), B,
+                                                  threads.per_items(K)) if b >= 0), -1)
     if bad >= 0:
         check_finite(logits, "logits", allow_neg_inf=True)  # raises for NaN / +inf
         raise ValueError(f"mask/logits allow no class{where} in batch row {bad} (flat "
@@ -909,6 +911,8 @@ class Categorical(Distribution):
             raise ValueError(f"x contains masked actions (mask False or logit -inf; first "
                              f"at flat index {i}): their log_prob is -inf and the score is "
                              "undefined")
+
+    _score_check_covers_support = True  # a masked class is a class index
 
     def _check_support(self, x: np.ndarray) -> None:
         self._bad_class(x, False)

@@ -215,8 +215,11 @@ def prepare_scale(flat: dict, extent_limit: float = np.inf) -> dict:
     loc, log_scale = flat["loc"], flat["log_scale"]
     fields = np.empty((2,) + log_scale.shape)  # one allocation: rows scale, inv_scale
     scale, inv_scale = fields[0], fields[1]
-    code, i = _scale_fields(loc.reshape(-1), log_scale.reshape(-1), scale.reshape(-1),
-                            inv_scale.reshape(-1), Z_TAIL, extent_limit)
+    if log_scale.ndim == 1:  # the record's flat arrays (scalar atoms): no reshapes
+        code, i = _scale_fields(loc, log_scale, scale, inv_scale, Z_TAIL, extent_limit)
+    else:
+        code, i = _scale_fields(loc.reshape(-1), log_scale.reshape(-1), scale.reshape(-1),
+                                inv_scale.reshape(-1), Z_TAIL, extent_limit)
     if code == 1:
         check_finite(loc, "loc")
     if code == 2:
