@@ -340,6 +340,8 @@ def sample_score_step(p, key, x, s, out, B, E) -> None:
     k = (type(p), p[0].dtype, B, E)
     step = _STEPS.get(k)
     if step is None:
+        if len(_STEPS) >= 1024:  # many batch sizes (variable-length batches): start over
+            _STEPS.clear()
         step = _STEPS[k] = _step(p, B, E, out.dtype)
     if step is False:  # a batch large enough to split between threads
         sample_score(p, key, x, s, out, B, E)
