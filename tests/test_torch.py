@@ -564,3 +564,27 @@ def test_the_drawn_log_prob_follows_an_in_place_change_of_the_mask():
     mask[0, (a[0] + 1) % 3] = False  # the row's other classes now share its mass
     ref = D.Categorical(logits=logits.masked_fill(~mask, -math.inf)).log_prob(a)
     torch.testing.assert_close(d.log_prob(a), ref, **TOL)
+
+
+def test_an_expanded_scale_outside_autograd_takes_the_log_of_its_distinct_values():
+    """RL rollouts pass ``std.expand(B, A)``: under ``no_grad`` the log is taken of the
+    distinct values and expanded (torch's log of a stride-0 view is ~6x slower per
+    element); the values are torch's.  Where a gradient flows to the expanded scale
+    itself, it is torch's per-element gradient (not gathered in the first row)."""
+    base = torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5
+    loc = torch.zeros(1024, 6, dtype=torch.float64)
+    x = torch.randn(1024, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        scale = base.expand(1024, 6)
+        d = lft.Normal(loc, scale)
+        assert d.log_scale.stride()[0] == 0  # the expanded log of the 6 values
+        assert torch.equal(d.log_scale, torch.log(scale))
+        torch.testing.assert_close(d.log_prob(x), torch.distributions.Normal(
+            loc, scale).log_prob(x), rtol=1e-12, atol=1e-12)
+    leaf = base.clone().requires_grad_()
+    scale = leaf.expand(1024, 6)
+    g = torch.autograd.grad(lft.Normal(loc, scale).log_prob(x).sum(), scale)[0]
+    g_ref = torch.autograd.grad(torch.distributions.Normal(loc, scale).log_prob(x).sum(),
+                                scale)[0]
+    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(g[1], torch.zeros(6, dtype=torch.float64))

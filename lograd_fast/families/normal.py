@@ -186,24 +186,39 @@ class vectorised:
 def _scale_fields(loc, log_scale, scale, inv_scale, z_tail, limit):
     """``scale = exp(log_scale)``, ``inv_scale = 1 / scale`` in one compiled pass
     (numpy's ufuncs and error states cost ~10 us on an RL step's 6 actions); returns
-    ``(code, index)``: 1 for a NaN/inf ``loc``, 2 for a NaN/inf ``log_scale``, 3 where
-    the exponentials over- or underflow, 4 where the draws' extent
-    ``|loc| + z_tail * scale`` exceeds ``limit``, 0 if every element is fine."""
+    ``(code, index)`` of the first bad element: 1 for a NaN/inf ``loc``, 2 for a NaN/inf
+    ``log_scale``, 3 where the exponentials over- or underflow, 4 where the draws'
+    extent ``|loc| + z_tail * scale`` exceeds ``limit``; ``(0, -1)`` if all are fine."""
+    # branch-free, with our ``exp`` (within 1 ulp, ``exp(0) == 1``): the loop
+    # vectorises (measured 46.6 -> 11.4 us for 6144 elements; with libm's exp and
+    # the early exits it ran ~7.6 ns per element); a second pass, only on error,
+    # finds the first bad element
+    bad = False
     for i in range(log_scale.shape[0]):
         mu = np.float64(loc[i])
         ls = np.float64(log_scale[i])
+        sc = m.exp_f64(ls)
+        inv = 1.0 / sc  # one exp per element, not two (within an ulp of exp(-ls))
+        scale[i] = sc
+        inv_scale[i] = inv
+        ok = (mu > -np.inf) & (mu < np.inf) & (ls > -np.inf) & (ls < np.inf) \
+            & (sc > 0.0) & (sc < np.inf) & (inv > 0.0) & (inv < np.inf) \
+            & (abs(mu) + z_tail * sc <= limit)
+        bad |= not ok
+    if not bad:
+        return 0, -1
+    for i in range(log_scale.shape[0]):
+        mu = np.float64(loc[i])
+        ls = np.float64(log_scale[i])
+        sc, inv = scale[i], inv_scale[i]
         if not (mu > -np.inf and mu < np.inf):
             return 1, i
         if not (ls > -np.inf and ls < np.inf):
             return 2, i
-        sc = math.exp(ls)
-        inv = 1.0 / sc  # one libm exp per element, not two (within an ulp of exp(-ls))
         if not (sc > 0.0 and sc < np.inf and inv > 0.0 and inv < np.inf):
             return 3, i
         if not (abs(mu) + z_tail * sc <= limit):
             return 4, i
-        scale[i] = sc
-        inv_scale[i] = inv
     return 0, -1
 
 
