@@ -413,3 +413,27 @@ def test_ragged_parameters_name_the_argument():
         lf.MultivariateNormal(np.zeros(2), [[0.0, 1.0], [0.0]])
     with pytest.raises(TypeError, match="logits"):
         lf.MultiCategorical([[0.0, 1.0, 2.0], [0.0, 1.0]], nvec=[3, 2])
+
+
+@pytest.mark.parametrize("family", [lf.Normal, lf.TanhNormal])
+def test_the_first_bad_location_scale_element_names_the_error(family):
+    """The construction's compiled pass only says that some element is bad; the
+    message comes from the first bad element and its first failing test, in the order
+    loc, log_scale, exp(log_scale) over/underflow (whatever comes later).  (The
+    families whose ``prepare`` does not check finiteness, Laplace and LogNormal, check
+    every ``loc`` before, in the generic construction.)"""
+    loc = np.zeros(5)
+    log_scale = np.zeros(5)
+    log_scale[1] = 800.0  # exp overflows
+    loc[3] = np.nan
+    with pytest.raises(ValueError, match=r"over- or underflows \(e.g. 800.0\)"):
+        family(loc, log_scale)
+    log_scale[1] = -800.0  # exp underflows to 0
+    with pytest.raises(ValueError, match=r"over- or underflows \(e.g. -800.0\)"):
+        family(loc, log_scale)
+    loc[1] = np.inf  # the same element: its loc is tested first
+    with pytest.raises(ValueError, match="loc contains NaN or inf"):
+        family(loc, log_scale)
+    loc[1], log_scale[1] = 0.0, np.nan
+    with pytest.raises(ValueError, match="log_scale contains NaN"):
+        family(loc, log_scale)
