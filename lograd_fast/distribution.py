@@ -190,6 +190,14 @@ def check_n(n: Any) -> int | None:
     return n
 
 
+def _has_nan(flat: np.ndarray) -> bool:
+    """Whether the 1-D float array holds a NaN: its ``min`` (NaN propagates), one pass
+    without a temporary (1.16 against 1.35 us for ``np.isnan(x).any()`` on 24 values,
+    99 against 146 us for 2**20; not a BLAS ``x . x``: it warns on overflow and its
+    threads spin after a large call)."""
+    return flat.shape[0] > 0 and math.isnan(flat.min())
+
+
 def check_seed(seed: Any, stream: Any) -> tuple:
     """``(seed_lo, seed_hi, stream)`` as uint64, after checking both are valid ints."""
     if type(seed) is not int or type(stream) is not int:  # fast path: plain ints
@@ -591,11 +599,7 @@ class Distribution:
             x = np.ascontiguousarray(x.astype(np.int64, copy=False))
         else:
             x = np.ascontiguousarray(x.astype(self.dtype, copy=False))
-            flat = x.reshape(-1)
-            # x . x is NaN exactly where x holds a NaN (squares are >= 0: no inf - inf);
-            # one BLAS pass, no temporary (np.isnan(x).any(): 1.35 against 0.6 us for 24
-            # values, 146 against 71 us for 2**20)
-            if math.isnan(np.dot(flat, flat)):
+            if _has_nan(x.reshape(-1)):
                 raise ValueError("x contains NaN")
         if support:
             self._check_support(x)
