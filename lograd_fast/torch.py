@@ -894,6 +894,19 @@ def _log_prob_graph(spec: str, x: torch.Tensor, mask, params: list) -> torch.Ten
 
 
 # ============================================================================ classes
+_SEED_BUFFER = threading.local()
+
+
+def _global_seed() -> int:
+    """A Philox seed from torch's global generator: the number ``torch.randint(0,
+    _SEED_MAX, ())`` draws (the same ``random_`` underneath), into one reused tensor per
+    thread (1.1 against 2.1 us with ``int()``, measured)."""
+    buf = getattr(_SEED_BUFFER, "tensor", None)
+    if buf is None:
+        buf = _SEED_BUFFER.tensor = torch.empty((), dtype=torch.int64)
+    return buf.random_(0, _SEED_MAX).item()
+
+
 def _log(t: torch.Tensor) -> torch.Tensor:
     """``torch.log(t)``; for a large expanded CPU tensor (``std.expand(B, A)``, as RL
     code passes the scale) outside autograd (a rollout), the log of its distinct
@@ -1080,8 +1093,9 @@ class Distribution(_td.Distribution):
         # RL code asks for the log-prob of the action it just drew: the fused pass
         # computes it now, and log_prob(x) of this very x returns it (once)
         if self._lean():  # no torch operation here records a graph: no no_grad needed
-            shape, seed_t = self._shape(sample_shape), self._seed(seed)
-            x, lp, _ = self._lf_dist().sample_and_score(_n(shape), seed=int(seed_t))
+            shape = self._shape(sample_shape)
+            seed_i = _global_seed() if seed is None else int(self._seed(seed))
+            x, lp, _ = self._lf_dist().sample_and_score(_n(shape), seed=seed_i)
             x, lp = torch.from_numpy(x), torch.from_numpy(lp)
             if len(shape) > 1:
                 x = x.reshape(tuple(shape) + tuple(x.shape[1:]))

@@ -588,3 +588,23 @@ def test_an_expanded_scale_outside_autograd_takes_the_log_of_its_distinct_values
                                 scale)[0]
     torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
     assert not torch.equal(g[1], torch.zeros(6, dtype=torch.float64))
+
+
+def test_the_lean_sample_draws_its_seed_as_torch_randint_does():
+    """The eager ``sample()`` takes its Philox seed from torch's global generator
+    through a reused tensor: the very number ``torch.randint(0, 2**62, ())`` gives,
+    so ``torch.manual_seed`` repeats runs and the streams are those of the operator
+    path (which draws with ``torch.randint``)."""
+    from lograd_fast.torch import _SEED_MAX, _global_seed
+
+    torch.manual_seed(123)
+    ref = [int(torch.randint(0, _SEED_MAX, (), dtype=torch.int64)) for _ in range(5)]
+    torch.manual_seed(123)
+    assert [_global_seed() for _ in range(5)] == ref
+    logits = torch.randn(4, 3, dtype=torch.float64)
+    torch.manual_seed(7)
+    a = lft.Categorical(logits=logits).sample()
+    torch.manual_seed(7)
+    b = lf.Categorical(logits.numpy()).sample(
+        seed=int(torch.randint(0, _SEED_MAX, (), dtype=torch.int64)))
+    np.testing.assert_array_equal(a.numpy(), b)
