@@ -698,9 +698,8 @@ class Distribution:
         parameter (sum over broadcast axes to get the derivative w.r.t. the
         parameter as passed).
         """
-        x, n = self._check_x(x, support=not (self._score_check_covers_support
-                                             and isinstance(x, np.ndarray)))
-        if isinstance(x, np.ndarray):
+        x, n = self._check_x(x, support=not self._score_check_covers_support)
+        if isinstance(x, np.ndarray):  # else a device array (shape and dtype checked only)
             self._check_score_support(x)
         (s,) = self._outputs(n, out, False, False, True)
         n_atoms = (n or 1) * self._B

@@ -37,7 +37,7 @@ from .dispatch import (
 )
 from .jit import cpu_inline
 from .rng import MAX_LANES, buffered_stream, variate_dtype
-from .threads import CHUNK, MIN_CHUNKS, n_parts, per_items, run_split
+from .threads import CHUNK, n_parts, one_part, per_items, run_split
 
 _jit = dict(cache=True, nogil=True, error_model="numpy")
 # The per-atom loops run without Numba's reference counting: the family maths is
@@ -302,12 +302,18 @@ def score(p, x, s, B):
     run_split(_for(_score_range, p), (p, x, s, B), x.shape[0], CHUNK)
 
 
+def _pass_sizes(n: int, E: int, out_dtype) -> tuple[int, bool]:
+    """``(atoms, direct)`` of a fused call of ``n`` items of ``E`` atoms: the atoms of
+    one pass (whole items), and whether ``out`` takes the atoms' log-probs in place
+    (one float64 atom per item)."""
+    return max(min(n * E, max(FILL_ATOMS // E, 1) * E), E), E == 1 and out_dtype == np.float64
+
+
 def sample_score(p, key, x, s, out, B, E):
     n, per = out.shape[0], per_items(E)
     parts = n_parts(-(-n // per))
-    atoms = max(min(n * E, max(FILL_ATOMS // E, 1) * E), E)  # whole items per pass
+    atoms, direct = _pass_sizes(n, E, out.dtype)
     bufs = variate_scratch(p, atoms, parts)
-    direct = E == 1 and out.dtype == np.float64
     fn = _for(_sample_score_range, p)
     if parts == 1:  # the small call (an RL step): no split, no lists
         fn(_tiled(p, B, n * E), key, x, s, out, B, E, direct, 0, n,
@@ -342,13 +348,12 @@ def sample_score_step(p, key, x, s, out, B, E) -> None:
 
 
 def _step(p, B: int, E: int, out_dtype) -> tuple | bool:
-    # n_parts' small-call rule, which does not depend on the thread count (kept here)
-    if -(-(B // E) // per_items(E)) >= 2 * MIN_CHUNKS:
+    n = B // E
+    if not one_part(-(-n // per_items(E))):  # the rule does not depend on the threads
         return False
-    atoms = max(min(B, max(FILL_ATOMS // E, 1) * E), E)  # as sample_score's
+    atoms, direct = _pass_sizes(n, E, out_dtype)
     scratch = variate_scratch(p, atoms, 1)
-    return (_for(_sample_score_range, p), scratch.shape[1:], scratch.dtype, atoms,
-            E == 1 and out_dtype == np.float64)
+    return _for(_sample_score_range, p), scratch.shape[1:], scratch.dtype, atoms, direct
 
 
 def entropy(p, out, E):
