@@ -176,7 +176,10 @@ def _host(t: torch.Tensor) -> Any:
 
 def _out(arr: Any, shape: tuple, device: torch.device) -> torch.Tensor:
     if type(arr) is np.ndarray:  # the host arrays: reshaped (a view) before wrapping
-        return torch.from_numpy(arr if arr.shape == shape else arr.reshape(shape))
+        t = torch.from_numpy(arr if arr.shape == shape else arr.reshape(shape))
+        # entropy and KL are computed on the host for every backend: their values go
+        # to the parameters' device (a CPU tensor there broke the backward on a GPU)
+        return t if device.type == "cpu" else t.to(device)
     t = torch.as_tensor(arr, device=device)
     return t.reshape(shape) if tuple(t.shape) != tuple(shape) else t
 

@@ -2,7 +2,8 @@
 
 The simulator runs the kernels as Python, so it cannot catch code the CUDA
 compiler rejects; the PTX compilation (numba-cuda + NVRTC/NVVM wheels, no GPU
-needed) does.  On a machine with a real GPU, run tests/gpu_check.py there too.
+needed) does.  On a machine with a real GPU, run tests/gpu_check.py there too
+(docs/gpu.md: the kernels against the CPU within 1e-9 / 1e-4, the torch adapter).
 """
 
 import os
@@ -93,3 +94,32 @@ def test_simulator_matches_cpu_bitwise(tmp_path):
         a, b = sim[key], cpu[key]
         # the CPU run draws more (several chunks); the first draws must agree
         np.testing.assert_array_equal(a, b[: a.shape[0]], err_msg=key)
+
+
+class _TorchLikeDeviceArray:
+    """A GPU array as torch exposes one: ``__cuda_array_interface__`` and a ``dtype``
+    that is not numpy's (``np.dtype(torch.int64)`` raises)."""
+
+    dtype = object()
+
+    def __init__(self, host):
+        self.host = host
+        self.shape = host.shape
+        self.__cuda_array_interface__ = host.__array_interface__
+
+
+def test_device_x_is_checked_through_its_numba_view(cuda_module, monkeypatch):
+    """The torch adapter's log_prob on CUDA tensors failed on a GPU: the check read
+    ``np.dtype(x.dtype)`` of the torch tensor.  Dtype and shape now come from the
+    numba view (``as_cuda_array``, stood in for by the host array here)."""
+    import lograd_fast as lf
+
+    cuda, _cuda = cuda_module
+    monkeypatch.setattr(cuda, "as_cuda_array", lambda x: x.host)
+    d = lf.Categorical(np.zeros((4, 3)))
+    arr, n = _cuda.check_device_x(d, _TorchLikeDeviceArray(np.zeros((5, 4), np.int64)))
+    assert n == 5 and arr.shape == (5, 4)
+    with pytest.raises(ValueError, match="must have dtype int64, got float64"):
+        _cuda.check_device_x(d, _TorchLikeDeviceArray(np.zeros(4)))
+    with pytest.raises(ValueError, match=r"x has shape \(5, 3\)"):
+        _cuda.check_device_x(d, _TorchLikeDeviceArray(np.zeros((5, 3), np.int64)))

@@ -90,15 +90,20 @@ def _dev(a):
 
 
 def check_device_x(dist, x):
-    """Validate a device array ``x`` (shape, dtype) without copying it to the host."""
+    """Validate a device array ``x`` (shape, dtype) without copying it to the host.
+
+    ``x`` is any object with ``__cuda_array_interface__`` (a torch tensor, a CuPy or
+    numba array): its numba view gives the numpy dtype (a torch tensor's ``dtype`` is
+    torch's own, which numpy cannot read; seen on a GPU)."""
+    arr = cuda.as_cuda_array(x)
     core = dist.full_shape + dist.sample_event_shape
     k = len(core)
-    shape = tuple(x.shape)
+    shape = tuple(arr.shape)
     if len(shape) < k or shape[len(shape) - k:] != core or len(shape) > k + 1:
         raise ValueError(f"x has shape {shape}; expected (n, *{core}) or {core}")
-    if np.dtype(x.dtype) != dist._sample_dtype:
-        raise ValueError(f"x on the GPU must have dtype {dist._sample_dtype}, got {x.dtype}")
-    return cuda.as_cuda_array(x), (shape[0] if len(shape) == k + 1 else None)
+    if arr.dtype != dist._sample_dtype:
+        raise ValueError(f"x on the GPU must have dtype {dist._sample_dtype}, got {arr.dtype}")
+    return arr, (shape[0] if len(shape) == k + 1 else None)
 
 
 def sample(p, key, x, B):

@@ -24,12 +24,22 @@ def status() -> tuple[str, str]:
     except Exception as exc:  # numba-cuda missing or broken
         return "", f"numba.cuda cannot be imported ({exc})"
     try:
-        if cuda.is_available():
-            name = cuda.get_current_device().name
-            return "cuda", name.decode() if isinstance(name, bytes) else str(name)
+        if not cuda.is_available():
+            return "", "no CUDA GPU/driver found"
+        name = cuda.get_current_device().name
     except Exception as exc:
         return "", f"no usable CUDA driver ({exc})"
-    return "", "no CUDA GPU/driver found"
+    try:  # numba-cuda's numpy overloads, loaded at the first kernel compilation anyway
+        import numba.cuda.np.arrayobj  # noqa: F401
+    except ImportError:  # older numba-cuda: laid out differently
+        pass
+    except AttributeError as exc:  # numba-cuda 0.30.4 with numpy 2.5 (np.row_stack is gone)
+        import numpy as np
+
+        return "", (f"numba-cuda cannot compile kernels with numpy {np.__version__} ({exc}; "
+                    "seen on a GPU with numba-cuda 0.30.4 and numpy 2.5.2): install "
+                    "numpy<2.5, as the cuda extra does")
+    return "cuda", name.decode() if isinstance(name, bytes) else str(name)
 
 
 def require() -> None:
