@@ -2,7 +2,7 @@
 small-call latency, and the torch adapter on CUDA tensors (docs/gpu.md, generated).
 
     python benchmarks/gpu_bench.py [--out DIR] [--quick] [--parts throughput,small,adapter]
-                                   [--profile]
+                                   [--no-torch] [--profile]
 
 Every time is wall-clock around the call and a device synchronisation (``cuda.synchronize``),
 the median of repeats after a warm-up call; all rows are measured in this one process, one
@@ -307,6 +307,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes (a dry run)")
     ap.add_argument("--parts", default="throughput,small,adapter")
+    ap.add_argument("--no-torch", action="store_true", help="lograd_fast's rows only")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile the small calls (where the per-call time goes)")
     args = ap.parse_args()
@@ -324,7 +325,7 @@ def main() -> int:
     try:
         import torch
 
-        if not torch.cuda.is_available():
+        if args.no_torch or not torch.cuda.is_available():
             torch = None
     except ImportError:
         torch = None

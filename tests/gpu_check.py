@@ -16,7 +16,8 @@ Then the torch adapter on CUDA tensors (Categorical, Normal): samples of the sam
 equal the CPU adapter's, log-probabilities and their gradients agree, outputs stay on
 the GPU.
 
-usage: python tests/gpu_check.py [--draws N] [--verbose] [--skip-kernels] [--allow-simulator]
+usage: python tests/gpu_check.py [--draws N] [--cases normal,gamma] [--verbose] [--skip-kernels]
+                                 [--allow-simulator]
 Exit status 1 if any comparison fails; failures (every comparison with ``--verbose``) and
 the largest difference per dtype are printed.
 """
@@ -59,13 +60,13 @@ def compare(key: str, gpu: np.ndarray, cpu: np.ndarray) -> tuple[bool, str]:
                 f"{float(err.max()):.2e}, {off} off (tol {TOL[dtype]:g})")
 
 
-def kernels_against_cpu(draws: int, env_gpu: dict, verbose: bool) -> bool:
+def kernels_against_cpu(draws: int, env_gpu: dict, verbose: bool, cases: str) -> bool:
     script = HERE / "scripts" / "backend_outputs.py"
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         procs = {backend: subprocess.Popen(  # both at once: each compiles its kernels
             [sys.executable, str(script), str(Path(tmp) / f"{backend}.npz"), backend,
-             str(draws)], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+             str(draws), cases], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
             for backend, env in (("cuda", env_gpu), ("cpu", {}))}
         runs = {}
         for backend, proc in procs.items():
@@ -141,6 +142,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=4096)
     ap.add_argument("--verbose", action="store_true", help="print every comparison")
+    ap.add_argument("--cases", default="",
+                    help="comma-separated prefixes of the case ids to run (default: all)")
     ap.add_argument("--skip-kernels", action="store_true",
                     help="only the torch adapter (the kernel comparison takes minutes)")
     ap.add_argument("--allow-simulator", action="store_true",
@@ -156,8 +159,10 @@ def main() -> int:
         if target != "cuda":
             return 1
     results = {}
-    for name, check in (("kernels", lambda: kernels_against_cpu(args.draws, env_gpu, args.verbose)),
-                        ("torch adapter", torch_adapter_on_cuda)):
+    def kernels():
+        return kernels_against_cpu(args.draws, env_gpu, args.verbose, args.cases)
+
+    for name, check in (("kernels", kernels), ("torch adapter", torch_adapter_on_cuda)):
         if (name == "torch adapter" and args.allow_simulator) or (
                 name == "kernels" and args.skip_kernels):
             continue

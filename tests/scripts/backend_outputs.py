@@ -1,7 +1,8 @@
 """Run every case of the table on one backend and save the outputs (used by tests
 that compare processes: thread counts, the CUDA simulator).
 
-usage: python backend_outputs.py OUT.npz BACKEND N_DRAWS
+usage: python backend_outputs.py OUT.npz BACKEND N_DRAWS [ID_PREFIXES]
+(ID_PREFIXES: comma-separated prefixes of case ids, e.g. "normal,gamma"; default all)
 """
 
 import sys
@@ -34,8 +35,9 @@ def _open_support(d, x):
 
 def main() -> None:
     out, backend, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    prefixes = tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 else ("",)
     results = {}
-    for case in ALL_CASES:
+    for case in (c for c in ALL_CASES if c.id.startswith(prefixes)):
         for dtype in (np.float64, np.float32):
             d = case.make(backend, dtype)
             tag = f"{case.id}|{np.dtype(dtype).name}"
