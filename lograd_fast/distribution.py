@@ -467,8 +467,10 @@ class Distribution:
             return cuda_backend().empty(shape, dtype)
         return np.empty(shape, dtype)
 
-    def _outputs(self, n: int | None, out: Any, want_x: bool, want_lp: bool, want_s: bool):
-        """Allocate (or check the caller's ``out``) the arrays of one call."""
+    def _outputs(self, n: int | None, out: Any, want_x: bool, want_lp: bool, want_s: bool,
+                 x: Any = None):
+        """Allocate (or check the caller's ``out``) the arrays of one call; ``x``: the
+        call's input, which no ``out`` buffer may share memory with."""
         shapes = []
         if want_x:
             shapes.append(("x", self._x_shape(n), self._sample_dtype))
@@ -509,6 +511,13 @@ class Distribution:
             result.append(arr)
         if len(given_arrays) > 1:
             check_no_overlap(given_arrays)
+        if isinstance(x, np.ndarray):
+            # the kernels read x while they write out: in place, a thread (or a group
+            # of event atoms) would read values another one already overwrote
+            for name, arr in given_arrays:
+                if isinstance(arr, np.ndarray) and np.may_share_memory(arr, x):
+                    raise ValueError(f"{name} shares memory with x: the outputs need buffers "
+                                     "of their own")
         return result
 
     def _fresh(self, n: int | None, n_atoms: int, want_x: bool, want_s: bool):
@@ -657,7 +666,7 @@ class Distribution:
         *event_shape)``, or broadcasts to it.
         """
         x, n = self._check_x(x)
-        (lp,) = self._outputs(n, out, False, True, False)
+        (lp,) = self._outputs(n, out, False, True, False, x)
         n_atoms = (n or 1) * self._B
         if n_atoms == 0:  # no atoms (a zero-size batch): log-probs are empty sums
             lp[...] = 0.0
@@ -701,7 +710,7 @@ class Distribution:
         x, n = self._check_x(x, support=not self._score_check_covers_support)
         if isinstance(x, np.ndarray):  # else a device array (shape and dtype checked only)
             self._check_score_support(x)
-        (s,) = self._outputs(n, out, False, False, True)
+        (s,) = self._outputs(n, out, False, False, True, x)
         n_atoms = (n or 1) * self._B
         if self.backend == "numpy":
             got = self.family.numpy_ops.score(self._host_record(n), self._flat_x(x, n_atoms),

@@ -357,6 +357,23 @@ def test_aliased_out_buffers_are_refused(backend):
         np.testing.assert_array_equal(got[2][k], ref[2][k])
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_out_sharing_memory_with_x_is_refused(backend):
+    """``log_prob(x, out=x)`` and scores written over ``x`` were accepted: with event
+    dims (a group reads E atoms, writes one) or several threads, a kernel reads values
+    another part already overwrote.  Distinct buffers still give the same numbers."""
+    d = lf.Normal(np.zeros(4), np.zeros(4), event_ndims=1, backend=backend)
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    with pytest.raises(ValueError, match=r"out \(log_prob\) shares memory with x"):
+        d.log_prob(x, out=x.reshape(-1)[:6])  # the first 6 values of x
+    with pytest.raises(ValueError, match=r"out\['loc'\] shares memory with x"):
+        d.score(x, out={"loc": x, "log_scale": np.empty((6, 4))})
+    lp = np.empty(6)
+    np.testing.assert_array_equal(d.log_prob(x, out=lp), d.log_prob(x))
+    s = d.score(x, out={"loc": np.empty((6, 4)), "log_scale": np.empty((6, 4))})
+    np.testing.assert_array_equal(s["loc"], d.score(x)["loc"])
+
+
 # ------------------------------------------------------------- issue 15: unclear errors
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 @pytest.mark.parametrize("event_ndims", [0, 1])
