@@ -203,6 +203,41 @@ def test_categorical_masked_probs_and_entropy():
                       D.Categorical(probs=probs).log_prob(x), (probs,))
 
 
+def test_categorical_log_prob_then_entropy_of_one_distribution():
+    """PPO's loss takes ``log_prob(a)`` and ``entropy()`` of one distribution (sharing
+    its cached lograd_fast distribution): the loss, either term alone, first and second
+    derivatives equal torch's; an entropy under no_grad, or after an in-place change of
+    the logits, is computed afresh."""
+    logits = f64(5, 4)
+    a = torch.randint(0, 4, (5,))
+    adv = torch.randn(5, dtype=torch.float64)
+
+    def loss(lib):
+        d = lib.Categorical(logits=logits)
+        return -(adv * d.log_prob(a)).mean() - 0.01 * d.entropy().mean()
+
+    assert_same_grads(loss(lft), loss(D), (logits,))
+    assert_same_second(loss(lft), loss(D), (logits,))
+    d = lft.Categorical(logits=logits)
+    d.log_prob(a)  # unused: only the entropy gets a gradient
+    assert_same_grads(d.entropy(), D.Categorical(logits=logits).entropy(), (logits,))
+    d = lft.Categorical(logits=logits)
+    lp = d.log_prob(a)  # its entropy never asked for
+    assert_same_grads(lp, D.Categorical(logits=logits).log_prob(a), (logits,))
+    d.log_prob(a)
+    with torch.no_grad():
+        e = d.entropy()
+    assert not e.requires_grad
+    torch.testing.assert_close(e, D.Categorical(logits=logits).entropy(), **TOL)
+    z = logits.detach().clone().requires_grad_()
+    w = z * 1.0
+    d = lft.Categorical(logits=w)
+    d.log_prob(a)
+    with torch.no_grad():
+        w.add_(1.0).mul_(torch.linspace(0.5, 2.0, 4, dtype=torch.float64))
+    torch.testing.assert_close(d.entropy(), D.Categorical(logits=w).entropy(), **TOL)
+
+
 def test_categorical_entropy_and_attributes():
     logits = f64(2, 3, 5)
     assert_same_grads(lft.Categorical(logits=logits).entropy(),
