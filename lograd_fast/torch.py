@@ -224,6 +224,8 @@ def _flat_x(d, x: torch.Tensor) -> tuple[Any, tuple]:
     k = len(d.full_shape) + len(d.sample_event_shape)
     lead = tuple(x.shape[: x.dim() - k])
     xh = _host(x)
+    if x.device.type != "cpu":  # numba cannot reshape a strided device view (a broadcast
+        xh = xh.contiguous()  # value): a dense copy where the layout needs one
     if not lead:
         return xh, lead
     return xh.reshape((math.prod(lead),) + tuple(xh.shape[len(lead):])), lead
@@ -1431,7 +1433,9 @@ def _as_ours(d: _td.Distribution) -> Distribution:
         return Normal(d.loc, d.scale)
     if isinstance(d, _td.Categorical):
         return Categorical(logits=d.logits)
-    raise NotImplementedError(type(d).__name__)
+    # unreachable through the pairs registered below; said plainly if a pair is added
+    raise NotImplementedError(f"KL with torch.distributions.{type(d).__name__}: no "
+                              "lograd_fast.torch counterpart is registered")
 
 
 for _a, _b in ((Normal, Normal), (TanhNormal, TanhNormal), (Categorical, Categorical)):
