@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 ROWS: list[dict] = []
 NOTES: list[str] = []
@@ -311,6 +310,9 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help="cProfile the small calls (where the per-call time goes)")
     args = ap.parse_args()
+    # run as a script from a checkout (as on a lent GPU machine, no install): its package;
+    # not at import, where asv's discovery would shadow the installed one
+    sys.path.insert(0, str(ROOT))
     global QUICK
     QUICK = args.quick
     import numba
