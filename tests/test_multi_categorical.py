@@ -261,3 +261,25 @@ def test_cuda_simulator_matches_cpu_bitwise(tmp_path):
     assert set(sim.files) == set(cpu.files) and len(sim.files) == 2 * 6
     for key in sim.files:
         np.testing.assert_array_equal(sim[key], cpu[key], err_msg=key)
+
+
+def test_kl_compiles_without_numba_ir_warnings(tmp_path):
+    """Compiling MultiCategorical's KL (Categorical's masked-class helper inlined into
+    the loop over sub-actions) printed NumbaIRAssumptionWarning ("variable ... is not
+    in scope") at users; compiled here from an empty kernel cache, warnings as errors."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from lograd_fast.families.multi_categorical import MultiCategorical
+        r = np.random.default_rng(0)
+        p = MultiCategorical(r.normal(size=(2, 10)), nvec=(3, 5, 2))
+        q = MultiCategorical(r.normal(size=(2, 10)), mask=r.random((2, 10)) < 0.8,
+                             nvec=(3, 5, 2))
+        print(p.kl(q), q.kl(p))
+    """)
+    env = {**os.environ, "LOGRAD_FAST_CACHE_DIR": str(tmp_path / "cache"),
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    proc = subprocess.run([sys.executable, "-W", "error::numba.core.errors."
+                           "NumbaIRAssumptionWarning", "-c", code], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
