@@ -258,6 +258,14 @@ def check_no_overlap(arrays: list[tuple[str, Any]]) -> None:
                                  "buffer of its own")
 
 
+def numpy_op(fn: Any, *args: Any) -> Any:
+    """Call a family's numpy-backend op without floating-point warnings: edge arithmetic
+    (``0 * -inf`` at a vanishing Poisson rate, an underflowing Dirichlet term) is handled
+    by the maths itself, as in the compiled backends, which never warn."""
+    with np.errstate(all="ignore"):
+        return fn(*args)
+
+
 def _memory_bytes() -> int:
     """This machine's physical memory (bytes); 2**63 where the OS does not say."""
     try:
@@ -653,8 +661,8 @@ class Distribution:
             return x
         (x,) = self._outputs(n, out, True, False, False)
         if self.backend == "numpy":
-            x[...] = self.family.numpy_ops.sample(self._host_record(n), key, n_atoms, self._B,
-                                                  self.dtype).reshape(x.shape)
+            x[...] = numpy_op(self.family.numpy_ops.sample, self._host_record(n), key,
+                              n_atoms, self._B, self.dtype).reshape(x.shape)
             return x
         self._driver().sample(self._kernel_record(n), key, self._flat_x(x, n_atoms), self._B)
         return x
@@ -672,8 +680,8 @@ class Distribution:
             lp[...] = 0.0
             return lp
         if self.backend == "numpy":
-            atoms = self.family.numpy_ops.log_prob(self._host_record(n),
-                                                   self._flat_x(x, n_atoms), self._B)
+            atoms = numpy_op(self.family.numpy_ops.log_prob, self._host_record(n),
+                             self._flat_x(x, n_atoms), self._B)
             lp[...] = atoms.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
             return lp
         self._driver().log_prob(self._kernel_record(n), self._flat_x(x, n_atoms),
@@ -713,8 +721,8 @@ class Distribution:
         (s,) = self._outputs(n, out, False, False, True, x)
         n_atoms = (n or 1) * self._B
         if self.backend == "numpy":
-            got = self.family.numpy_ops.score(self._host_record(n), self._flat_x(x, n_atoms),
-                                              self._B)
+            got = numpy_op(self.family.numpy_ops.score, self._host_record(n),
+                           self._flat_x(x, n_atoms), self._B)
             for k in s:
                 s[k][...] = got[k].reshape(s[k].shape)
             return s
@@ -751,8 +759,8 @@ class Distribution:
             lp[...] = 0.0
             return x, lp, s
         if self.backend == "numpy":
-            xs, lps, ss = self.family.numpy_ops.sample_score(self._host_record(n), key, n_atoms,
-                                                              self._B, self.dtype)
+            xs, lps, ss = numpy_op(self.family.numpy_ops.sample_score, self._host_record(n),
+                                   key, n_atoms, self._B, self.dtype)
             x[...] = xs.reshape(x.shape)
             lp[...] = lps.reshape(-1, self._E).sum(axis=1).reshape(lp.shape)
             for k in s:
@@ -769,7 +777,7 @@ class Distribution:
         if self._B == 0:  # a zero-size batch: empty sums
             pass
         elif self.backend == "numpy":
-            ent = self.family.numpy_ops.entropy(self._host_record())
+            ent = numpy_op(self.family.numpy_ops.entropy, self._host_record())
             out[...] = ent.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
             cpu.entropy(self._host_record(), out.reshape(-1), self._E)
@@ -802,7 +810,7 @@ class Distribution:
         if self._B == 0:  # a zero-size batch: empty sums
             pass
         elif self.backend == "numpy":
-            kl = self.family.numpy_ops.kl(p, q)
+            kl = numpy_op(self.family.numpy_ops.kl, p, q)
             out[...] = kl.reshape(-1, self._E).sum(axis=1).reshape(out.shape)
         else:
             cpu.kl(p, q, out.reshape(-1), self._E)

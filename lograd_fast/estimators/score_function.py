@@ -28,7 +28,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..distribution import Distribution, check_n, check_seed
+from ..distribution import Distribution, check_n, check_seed, numpy_op
 from . import streaming as _ek
 from ._common import (
     Progress,
@@ -72,8 +72,8 @@ def _numpy_moments(d: Distribution, f, key: tuple, stop: int, coord, P: int, shi
     for lo in range(0, stop, per):
         m = min(per, stop - lo)
         key_lo = key[:3] + (np.int64(lo * d._B),)
-        x, _, s = d.family.numpy_ops.sample_score(d._host_record(m), key_lo, m * d._B, d._B,
-                                                  d.dtype)
+        x, _, s = numpy_op(d.family.numpy_ops.sample_score, d._host_record(m), key_lo,
+                           m * d._B, d._B, d.dtype)
         rho = np.empty(m)
         _apply_rows(f, np.ascontiguousarray(x).reshape(m, -1), rho)
         rho -= shift
