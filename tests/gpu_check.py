@@ -62,11 +62,15 @@ def compare(key: str, gpu: np.ndarray, cpu: np.ndarray) -> tuple[bool, str]:
 
 def kernels_against_cpu(draws: int, env_gpu: dict, verbose: bool, cases: str) -> bool:
     script = HERE / "scripts" / "backend_outputs.py"
+    # the checkout's package, as in main() (the script runs from a checkout, maybe
+    # without an install, e.g. on a lent GPU machine)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         procs = {backend: subprocess.Popen(  # both at once: each compiles its kernels
             [sys.executable, str(script), str(Path(tmp) / f"{backend}.npz"), backend,
-             str(draws), cases], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+             str(draws), cases], env={**os.environ, **env, "PYTHONPATH": path},
+            stderr=subprocess.PIPE, text=True)
             for backend, env in (("cuda", env_gpu), ("cpu", {}))}
         runs = {}
         for backend, proc in procs.items():
@@ -150,8 +154,8 @@ def main() -> int:
                     help="run in Numba's CUDA simulator (a dry run of this script)")
     args = ap.parse_args()
     env_gpu = {"NUMBA_ENABLE_CUDASIM": "1"} if args.allow_simulator else {}
+    sys.path.insert(0, str(ROOT))
     if not args.allow_simulator:
-        sys.path.insert(0, str(ROOT))
         from lograd_fast._engine.cuda_status import status
 
         target, detail = status()
