@@ -282,4 +282,4 @@ def test_kl_compiles_without_numba_ir_warnings(tmp_path):
                            "NumbaIRAssumptionWarning", "-c", code], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
+    assert "NumbaIRAssumptionWarning" not in proc.stderr, proc.stderr[-3000:]
