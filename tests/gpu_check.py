@@ -41,14 +41,16 @@ TOL = {"float64": 1e-9, "float32": 1e-4}
 OFF_ALLOWED = {"float64": 0.0, "float32": 1e-3}
 
 
-def compare(key: str, gpu: np.ndarray, cpu: np.ndarray) -> tuple[bool, str]:
-    """``(ok, line)`` for one output array of one case and dtype."""
+def compare(key: str, gpu: np.ndarray, cpu: np.ndarray) -> tuple[bool, float, str]:
+    """``(ok, largest relative error, line)`` for one output array of one case and dtype
+    (integers: the error is 0 when equal, inf otherwise)."""
     dtype = key.split("|")[1]
     if gpu.shape != cpu.shape or gpu.dtype != cpu.dtype:
-        return False, f"{key}: gpu {gpu.shape} {gpu.dtype} vs cpu {cpu.shape} {cpu.dtype}"
+        return False, np.inf, (f"{key}: gpu {gpu.shape} {gpu.dtype} vs cpu {cpu.shape} "
+                               f"{cpu.dtype}")
     if gpu.dtype.kind != "f":
         off = int(np.count_nonzero(gpu != cpu))
-        return off == 0, f"{key}: {off}/{gpu.size} integers differ"
+        return off == 0, (0.0 if off == 0 else np.inf), f"{key}: {off}/{gpu.size} integers differ"
     both_nan = np.isnan(gpu) & np.isnan(cpu)
     same = (gpu == cpu) | both_nan
     with np.errstate(invalid="ignore", over="ignore"):
@@ -56,8 +58,9 @@ def compare(key: str, gpu: np.ndarray, cpu: np.ndarray) -> tuple[bool, str]:
     err = np.where(np.isnan(err), np.inf, err)
     off = int(np.count_nonzero(err > TOL[dtype]))
     ok = off <= OFF_ALLOWED[dtype] * gpu.size
-    return ok, (f"{key}: {int(np.count_nonzero(same))}/{gpu.size} equal, max rel err "
-                f"{float(err.max()):.2e}, {off} off (tol {TOL[dtype]:g})")
+    worst = float(err.max())
+    return ok, worst, (f"{key}: {int(np.count_nonzero(same))}/{gpu.size} equal, max rel err "
+                       f"{worst:.2e}, {off} off (tol {TOL[dtype]:g})")
 
 
 def kernels_against_cpu(draws: int, env_gpu: dict, verbose: bool, cases: str) -> bool:
@@ -87,11 +90,10 @@ def kernels_against_cpu(draws: int, env_gpu: dict, verbose: bool, cases: str) ->
         worst: dict[str, tuple[float, str]] = {}
         for key in sorted(gpu.files):
             a = gpu[key]
-            good, line = compare(key, a, cpu[key][: a.shape[0]])
+            good, err, line = compare(key, a, cpu[key][: a.shape[0]])
             ok &= good
             if verbose or not good:
                 print(("   ok " if good else "FAIL ") + line)
-            err = float(line.split("max rel err ")[1].split(",")[0]) if "rel err" in line else 0
             dtype = key.split("|")[1]
             if err >= worst.get(dtype, (-1.0, ""))[0]:
                 worst[dtype] = (err, line)
