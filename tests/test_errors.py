@@ -454,3 +454,30 @@ def test_the_first_bad_location_scale_element_names_the_error(family):
     loc[1], log_scale[1] = 0.0, np.nan
     with pytest.raises(ValueError, match="log_scale contains NaN"):
         family(loc, log_scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_location_scale_batches_split_between_threads(dtype):
+    """Above 8 chunks the scale pass runs in parts on the drivers' threads: every part's
+    fields are written (against numpy's exp) and a bad element in the last part is
+    still found and named."""
+    n = 9 * 4096 + 5  # nine chunks and a tail: two parts on two threads
+    rng = np.random.default_rng(3)
+    loc = rng.normal(size=(n // 5, 5)).astype(dtype)
+    log_scale = rng.normal(size=(n // 5, 5)).astype(dtype)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        rec = lf.Normal(loc, log_scale)._record
+        want = np.exp(log_scale.astype(np.float64)).reshape(-1)
+        np.testing.assert_allclose(rec.scale, want, rtol=4e-16)
+        np.testing.assert_allclose(rec.inv_scale, 1.0 / want, rtol=4e-16)
+        log_scale[-1, -1] = 800.0
+        with pytest.raises(ValueError, match="over- or underflows"):
+            lf.Normal(loc, log_scale)
+        log_scale[-1, -1] = 0.0
+        loc[-1, 2] = np.nan
+        with pytest.raises(ValueError, match="loc contains NaN or inf"):
+            lf.Normal(loc, log_scale)
+    finally:
+        numba.set_num_threads(before)
