@@ -1,8 +1,8 @@
 """The CUDA backend on a real GPU: throughput against the device's bandwidth and torch,
 small-call latency, and the torch adapter on CUDA tensors (docs/gpu.md, generated).
 
-    python benchmarks/gpu_bench.py [--out DIR] [--quick] [--parts throughput,small,adapter]
-                                   [--no-torch] [--profile]
+    python benchmarks/gpu_bench.py [--out DIR] [--quick] [--no-torch] [--profile]
+        [--parts throughput,small,adapter,adapter_draws] [--sizes 128,4096] [--draws 64,1024]
 
 Every time is wall-clock around the call and a device synchronisation (``cuda.synchronize``),
 the median of repeats after a warm-up call; all rows are measured in this one process, one
@@ -190,11 +190,14 @@ def small_calls(torch) -> None:
         repeats=50)
 
 
-def adapter(torch) -> None:
-    """lograd_fast.torch against torch.distributions, both on CUDA tensors."""
+def adapter(torch, sizes: tuple = (128, 4096, 32768)) -> None:
+    """lograd_fast.torch against torch.distributions, both on CUDA tensors; the adapter
+    twice: every call on the GPU kernels, and every call on the CPU kernels (the
+    parameters' round trip through the host; ``lft.CUDA_MIN_ELEMENTS`` picks between them)."""
     import lograd_fast.torch as lft
 
-    for B in (128, 4096):
+    default = lft.CUDA_MIN_ELEMENTS
+    for B in (4, 128) if QUICK else sizes:
         g = torch.Generator().manual_seed(B)
         params = {"Categorical": [torch.randn(B, 6, generator=g)],
                   "Normal": [torch.randn(B, 6, generator=g),
@@ -202,13 +205,51 @@ def adapter(torch) -> None:
         adv = torch.randn(B, generator=g).cuda()
         for fam, ps in params.items():
             ps = [p.cuda().requires_grad_() for p in ps]
-            for lib in (torch.distributions, lft):
-                _adapter_case(torch, lib, fam, ps, adv)
+            _adapter_case(torch, torch.distributions, fam, ps, adv, "torch.distributions")
+            for kernels, threshold in (("GPU", 0), ("CPU", 2**62)):
+                lft.CUDA_MIN_ELEMENTS = threshold
+                try:
+                    _adapter_case(torch, lft, fam, ps, adv,
+                                  f"lograd_fast.torch, {kernels} kernels")
+                finally:
+                    lft.CUDA_MIN_ELEMENTS = default
 
 
-def _adapter_case(torch, lib, fam: str, ps: list, adv) -> None:
-    name = "torch.distributions" if lib is torch.distributions else "lograd_fast.torch"
+def adapter_draws(torch, draws: tuple = (64, 1024, 8192)) -> None:
+    """``sample((n,))`` of a Normal of (128, 6) CUDA parameters (an evolution strategy's
+    population), on the GPU kernels and on the CPU kernels, against torch.distributions."""
+    import lograd_fast.torch as lft
 
+    default = lft.CUDA_MIN_ELEMENTS
+    loc, scale = torch.zeros(128, 6, device="cuda"), torch.ones(128, 6, device="cuda")
+    for n in (4, 8) if QUICK else draws:
+        sec = f"torch adapter on CUDA tensors, Normal (128, 6): sample(({n},))"
+        row(sec, "torch.distributions", lambda n=n: torch.distributions.Normal(loc, scale).sample(
+            (n,)), repeats=20)
+        for kernels, threshold in (("GPU", 0), ("CPU", 2**62)):
+            lft.CUDA_MIN_ELEMENTS = threshold
+            try:
+                row(sec, f"lograd_fast.torch, {kernels} kernels",
+                    lambda n=n: lft.Normal(loc, scale).sample((n,)), repeats=20)
+            finally:
+                lft.CUDA_MIN_ELEMENTS = default
+
+
+def _with_threshold(lft, threshold: int, fn):
+    def call():
+        default, lft.CUDA_MIN_ELEMENTS = lft.CUDA_MIN_ELEMENTS, threshold
+        try:
+            return fn()
+        finally:
+            lft.CUDA_MIN_ELEMENTS = default
+    return call
+
+
+def _ints(text: str) -> tuple:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _adapter_case(torch, lib, fam: str, ps: list, adv, name: str) -> None:
     def make():
         return lib.Categorical(logits=ps[0]) if fam == "Categorical" else lib.Normal(*ps)
 
@@ -230,8 +271,10 @@ def _adapter_case(torch, lib, fam: str, ps: list, adv) -> None:
     row(sec, f"{name} update (log_prob + entropy, backward)", update, repeats=30)
 
 
-def profile(torch, out: Path | None) -> None:
-    """cProfile 50 small calls each: the core's GPU step and the adapter's calls."""
+def profile(torch, out: Path | None, B: int = 128) -> None:
+    """cProfile 50 calls each: the core's small GPU step, and the adapter's rollout and
+    update of Categorical and Normal with ``B`` rows on CUDA tensors, on the GPU kernels
+    and on the CPU kernels."""
     import cProfile
     import io
     import pstats
@@ -245,19 +288,27 @@ def profile(torch, out: Path | None) -> None:
     if torch is not None:
         import lograd_fast.torch as lft
 
-        logits = torch.randn(128, 6, device="cuda", requires_grad=True)
-        act = lft.Categorical(logits=logits).sample()
+        ps = {"Categorical": [torch.randn(B, 6, device="cuda", requires_grad=True)],
+              "Normal": [torch.randn(B, 6, device="cuda", requires_grad=True),
+                         torch.ones(B, 6, device="cuda", requires_grad=True)]}
+        for fam, p in ps.items():
+            make = (lambda p=p: lft.Categorical(logits=p[0])) if fam == "Categorical" \
+                else (lambda p=p: lft.Normal(*p))
+            act = make().sample()
 
-        def rollout():
-            with torch.no_grad():
-                d = lft.Categorical(logits=logits)
-                return d.log_prob(d.sample())
+            def rollout(make=make):
+                with torch.no_grad():
+                    d = make()
+                    return d.log_prob(d.sample())
 
-        def update():
-            d = lft.Categorical(logits=logits)
-            (d.log_prob(act).mean() + d.entropy().mean()).backward()
+            def update(make=make, act=act):
+                d = make()
+                (d.log_prob(act).mean() + d.entropy().mean()).backward()
 
-        calls |= {"adapter rollout": rollout, "adapter update": update}
+            for kernels, threshold in (("GPU", 0), ("CPU", 2**62)):
+                calls |= {f"adapter {fam} B={B} {kernels} kernels {what}":
+                          _with_threshold(lft, threshold, fn)
+                          for what, fn in (("rollout", rollout), ("update", update))}
     text = []
     for name, fn in calls.items():
         fn()
@@ -269,7 +320,7 @@ def profile(torch, out: Path | None) -> None:
         _sync()
         prof.disable()
         buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(18)
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(14)
         text.append(f"==== {name} (50 calls)\n{buf.getvalue()}")
     print("\n".join(text))
     if out:
@@ -305,8 +356,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes (a dry run)")
-    ap.add_argument("--parts", default="throughput,small,adapter")
+    ap.add_argument("--parts", default="throughput,small,adapter,adapter_draws")
     ap.add_argument("--no-torch", action="store_true", help="lograd_fast's rows only")
+    ap.add_argument("--sizes", type=_ints, default=(128, 4096, 32768),
+                    help="batch sizes of the adapter part (comma-separated)")
+    ap.add_argument("--draws", type=_ints, default=(64, 1024, 8192),
+                    help="sample counts of the adapter_draws part (comma-separated)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile the small calls (where the per-call time goes)")
     args = ap.parse_args()
@@ -345,8 +400,9 @@ def main() -> int:
     failed = False
     parts = {"throughput": lambda: throughput(args.quick, torch),
              "small": lambda: small_calls(torch),
-             "adapter": lambda: adapter(torch) if torch is not None else None,
-             "profile": lambda: profile(torch, args.out)}
+             "adapter": lambda: adapter(torch, args.sizes) if torch is not None else None,
+             "adapter_draws": lambda: adapter_draws(torch, args.draws) if torch else None,
+             "profile": lambda: profile(torch, args.out, args.sizes[0])}
     chosen = args.parts.split(",") + (["profile"] if args.profile else [])
     for part in (parts[p] for p in chosen):
         try:

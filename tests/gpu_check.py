@@ -103,6 +103,9 @@ def kernels_against_cpu(draws: int, env_gpu: dict, verbose: bool, cases: str) ->
 
 
 def torch_adapter_on_cuda() -> bool:
+    """The adapter on CUDA tensors against the adapter on CPU tensors (float64), with
+    every call on the GPU kernels and every call on the CPU kernels (``CUDA_MIN_ELEMENTS``
+    0 and its default: small batches, whose draws then cross the default threshold)."""
     import torch
 
     import lograd_fast.torch as lft
@@ -110,6 +113,29 @@ def torch_adapter_on_cuda() -> bool:
     if not torch.cuda.is_available():
         print("torch sees no GPU: adapter check skipped")
         return False
+    ok = True
+    default, build = lft.CUDA_MIN_ELEMENTS, lft._build
+    for threshold, want in ((0, {"cuda"}), (default, {"cpu", "cuda"})):
+        backends = []  # of every lograd_fast distribution the CUDA calls build
+
+        def recording(spec, params, *args, _seen=backends, **kw):
+            d = build(spec, params, *args, **kw)
+            if params[0].device.type == "cuda":
+                _seen.append(d.backend)
+            return d
+
+        lft.CUDA_MIN_ELEMENTS, lft._build = threshold, recording
+        try:
+            ok &= _adapter_against_cpu(torch, lft, f"CUDA_MIN_ELEMENTS={threshold}")
+        finally:
+            lft.CUDA_MIN_ELEMENTS, lft._build = default, build
+        print(f"CUDA_MIN_ELEMENTS={threshold}: kernels used {sorted(set(backends))} "
+              f"(expected {sorted(want)})")
+        ok &= set(backends) == want
+    return ok
+
+
+def _adapter_against_cpu(torch, lft, label: str) -> bool:
     ok = True
     g = torch.Generator().manual_seed(0)
     for name, make in (
@@ -126,20 +152,33 @@ def torch_adapter_on_cuda() -> bool:
             lp = d.log_prob(x)
             ent = d.entropy()
             (lp.sum() + 0.1 * ent.sum()).backward()
-            res[dev] = (x, lp, ent, [p.grad for p in params])
+            strided = d.log_prob(x[:1].expand_as(x))  # a stride-0 value
+            many = d.sample((lft.CUDA_MIN_ELEMENTS // x.numel() + 1,), seed=6)
+            lp_many = d.log_prob(many)  # a value with sample dims: GPU-sized too
+            with torch.no_grad():  # a rollout: log_prob of the draw comes with it
+                r = make(params)
+                lp_roll = r.log_prob(r.sample(seed=7))
+            res[dev] = (x, lp, ent, strided, many, [p.grad for p in params], lp_roll,
+                        lp_many)
             if dev == "cuda":
-                devs = {t.device.type for t in (x, lp, ent, *res[dev][3])}
+                devs = {t.device.type for t in (x, lp, ent, strided, many, *res[dev][5],
+                                                lp_roll, lp_many)}
                 ok &= devs == {"cuda"}
-                print(f"{name}: outputs on {sorted(devs)}")
-        xc, lpc, entc, gc = res["cpu"]
-        xg, lpg, entg, gg = (t.cpu() if torch.is_tensor(t) else [u.cpu() for u in t]
-                             for t in res["cuda"])
-        same_x = bool(torch.equal(xg, xc)) if name == "Categorical" else bool(
-            torch.allclose(xg, xc, rtol=1e-12, atol=1e-12))
+                print(f"{label} {name}: outputs on {sorted(devs)}")
+        xc, lpc, entc, stc, manyc, gc, rollc, lpmc = res["cpu"]
+        xg, lpg, entg, stg, manyg, gg, rollg, lpmg = (
+            t.cpu() if torch.is_tensor(t) else [u.cpu() for u in t] for t in res["cuda"])
+        if name == "Categorical":
+            same_x = bool(torch.equal(xg, xc)) and bool(torch.equal(manyg, manyc))
+        else:
+            same_x = all(torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+                         for a, b in ((xg, xc), (manyg, manyc)))
         close = all(torch.allclose(a, b, rtol=1e-10, atol=1e-12)
-                    for a, b in [(lpg, lpc), (entg, entc), *zip(gg, gc)])
-        print(f"{name}: samples {'equal' if same_x else 'DIFFER'}, log_prob/entropy/"
-              f"gradients {'agree' if close else 'DIFFER'} (cuda vs cpu, float64)")
+                    for a, b in [(lpg, lpc), (entg, entc), (stg, stc), (rollg, rollc),
+                                 (lpmg, lpmc), *zip(gg, gc)])
+        print(f"{label} {name}: samples {'equal' if same_x else 'DIFFER'}, log_prob/"
+              f"entropy/gradients/strided value/rollout {'agree' if close else 'DIFFER'} "
+              "(cuda vs cpu, float64)")
         ok &= same_x and close
     return ok
 

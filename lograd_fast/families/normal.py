@@ -40,7 +40,7 @@ from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import Variates, normal_variate
-from .._engine.threads import CHUNK, one_part, run_split
+from .._engine.threads import CHUNK, MIN_CHUNKS, run_split
 from ..distribution import Distribution, Family, check_finite
 
 HALF_LOG_2PI = 0.9189385332046727
@@ -229,6 +229,9 @@ def _first_bad_scale(loc, log_scale, scale, inv_scale, limit) -> tuple[int, int]
     return next(code for code, failed in enumerate(tests, 1) if failed[i]), i
 
 
+_SPLIT_AT = 2 * MIN_CHUNKS * CHUNK  # elements: below, one part (threads.one_part)
+
+
 def prepare_scale(flat: dict, extent_limit: float = np.inf) -> dict:
     """``scale`` and ``inv_scale`` (float64) from ``log_scale``, for every location-scale
     family; a ValueError naming the argument for a NaN/inf ``loc`` or ``log_scale``,
@@ -241,7 +244,7 @@ def prepare_scale(flat: dict, extent_limit: float = np.inf) -> dict:
     if ls.ndim != 1:  # else the record's flat arrays (scalar atoms): no reshapes
         mu, ls, sc, inv = mu.reshape(-1), ls.reshape(-1), sc.reshape(-1), inv.reshape(-1)
     n = ls.shape[0]
-    if one_part(n // CHUNK):  # an RL step: no split, no lists (~0.5 us)
+    if n < _SPLIT_AT:  # an RL step: no split, no lists (~0.5 us)
         bad = _scale_fields(mu, ls, sc, inv, Z_TAIL, extent_limit, 0, n)
     else:  # on the drivers' threads (one libm exp per element, ~4-8 ns: 3-7 ms of a
         # 786k-element construction on one thread, measured on the H200's host)
