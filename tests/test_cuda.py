@@ -166,3 +166,23 @@ def test_threads_walking_several_atoms_match_cpu(tmp_path):
     proc = subprocess.run([sys.executable, str(script), str(HERE)], env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and proc.stdout.startswith("ok 5"), proc.stderr[-4000:]
+
+
+def test_gpu_scripts_run_in_the_simulator(tmp_path):
+    """The scripts a lent GPU runs (tests/gpu_check.py, benchmarks/gpu_bench.py) work
+    before the GPU is there: a dry run of each in the simulator (GPU time is scarce;
+    a broken script would spend it).  The torch adapter parts need CUDA torch: not here."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    check = subprocess.run([sys.executable, str(HERE / "gpu_check.py"), "--allow-simulator",
+                            "--cases", "normal-std,categorical", "--draws", "8"], env=env,
+                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert check.returncode == 0 and "summary: kernels ok" in check.stdout, (
+        check.stdout[-2000:] + check.stderr[-2000:])
+    bench = subprocess.run([sys.executable, str(HERE.parent / "benchmarks" / "gpu_bench.py"),
+                            "--quick", "--no-torch", "--parts", "small,throughput",
+                            "--out", str(tmp_path)], env=env, capture_output=True, text=True,
+                           timeout=900, cwd=tmp_path)
+    assert bench.returncode == 0, bench.stdout[-2000:] + bench.stderr[-2000:]
+    table = (tmp_path / "gpu_bench.md").read_text()
+    assert "| lograd_fast sample_and_score, new arrays |" in table
+    assert "lf.Categorical(logits (64, 6) on the GPU" in table
