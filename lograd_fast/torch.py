@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -227,11 +228,35 @@ def _versions(params: list, mask: torch.Tensor | None) -> tuple:
 
 def _gpu_sized(params: list, draws: int = 1) -> bool:
     """Is a call of ``draws`` draws per parameter element on CUDA parameters for the GPU
-    kernels?  (:data:`CUDA_MIN_ELEMENTS`)"""
+    kernels?  (:data:`CUDA_MIN_ELEMENTS`; 0 forces them, available or not: the error
+    then says why not.)"""
     if params[0].device.type != "cuda":
         return False
-    return CUDA_MIN_ELEMENTS <= 0 or draws > 1 and draws * max(
-        p.numel() for p in params) >= CUDA_MIN_ELEMENTS
+    if CUDA_MIN_ELEMENTS <= 0:
+        return True
+    return draws > 1 and draws * max(p.numel() for p in params) >= CUDA_MIN_ELEMENTS \
+        and _gpu_kernels_usable()
+
+
+_GPU_USABLE: bool | None = None
+
+
+def _gpu_kernels_usable() -> bool:
+    """Can numba-cuda run the GPU kernels here?  Asked once, at the first GPU-sized call;
+    where it cannot (no ``cuda`` extra, numba-cuda broken, the simulator), every call
+    stays on the CPU kernels, with one warning saying why."""
+    global _GPU_USABLE
+    if _GPU_USABLE is None:
+        from ._engine.cuda_status import HOW, status
+
+        target, detail = status()
+        _GPU_USABLE = target == "cuda"
+        if not _GPU_USABLE:
+            warnings.warn(f"lograd_fast.torch: calls on CUDA tensors run on the CPU kernels "
+                          f"(correct, but the large ones slower): the GPU kernels are "
+                          f"unavailable: {detail}. To use them, {HOW}.", RuntimeWarning,
+                          stacklevel=2)
+    return _GPU_USABLE
 
 
 def _build(spec: str, params: list, mask: torch.Tensor | None, draws: int = 1):

@@ -4,6 +4,7 @@ second derivatives to 1e-10 in float64), under ``torch.compile`` (fullgraph) and
 (``torch.library.opcheck``)."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -643,3 +644,40 @@ def test_the_lean_sample_draws_its_seed_as_torch_randint_does():
     b = lf.Categorical(logits.numpy()).sample(
         seed=int(torch.randint(0, _SEED_MAX, (), dtype=torch.int64)))
     np.testing.assert_array_equal(a.numpy(), b)
+
+
+class _OnCuda:
+    """A stand-in for a CUDA parameter tensor (no GPU here): what the routing reads."""
+
+    device = torch.device("cuda")
+
+    def __init__(self, n):
+        self.n = n
+
+    def numel(self):
+        return self.n
+
+
+def test_cuda_calls_route_by_draws_and_fall_back_to_the_cpu_kernels(monkeypatch):
+    """Which kernels a call on CUDA parameters uses (docs/gpu.md; the calls themselves
+    run on a GPU only, in tests/gpu_check.py): one draw per element always goes to the
+    CPU kernels; many draws go to the GPU kernels where numba-cuda can run them, else to
+    the CPU kernels with one warning naming the cause; CUDA_MIN_ELEMENTS = 0 forces the
+    GPU kernels (their error then says why they cannot run)."""
+    params = [_OnCuda(768), _OnCuda(6)]
+    big = lft.CUDA_MIN_ELEMENTS // 768 + 1
+    assert not lft._gpu_sized([torch.zeros(3)], big)  # CPU tensors
+    assert not lft._gpu_sized(params, 1) and not lft._gpu_sized(params, big - 1)
+    monkeypatch.setattr(lft, "_GPU_USABLE", True)
+    assert lft._gpu_sized(params, big)
+    assert not lft._gpu_sized([_OnCuda(10**8)], 1)  # one draw: the CPU kernels, any size
+    monkeypatch.setattr(lft, "_GPU_USABLE", None)
+    monkeypatch.setattr("lograd_fast._engine.cuda_status.status",
+                        lambda: ("", "no CUDA GPU/driver found"))
+    with pytest.warns(RuntimeWarning, match="run on the CPU kernels.*no CUDA GPU"):
+        assert not lft._gpu_sized(params, big)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked once: no second warning
+        assert not lft._gpu_sized(params, big)
+    monkeypatch.setattr(lft, "CUDA_MIN_ELEMENTS", 0)
+    assert lft._gpu_sized(params, 1)
