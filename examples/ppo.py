@@ -15,6 +15,8 @@ of its two distribution-heavy phases (the rollout's ``sample``/``log_prob`` unde
 the first calls (lograd_fast loads its compiled kernels from the on-disk cache) run
 before the timer and are reported as ``warmup_cpu_s``.
 Threads: one torch thread and one Numba thread (``--threads``), as RL actors run.
+``--device cuda`` keeps the networks and tensors on a GPU (the environments step on the
+CPU); compare ``wall_s`` there, since GPU work is not CPU time.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vf-coef", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="where the networks and tensors live "
+                   "(cpu or cuda; the environments step on the CPU)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -62,6 +66,7 @@ def main(argv=None) -> dict:
     else:
         import lograd_fast.torch as dists
 
+    dev = torch.device(args.device)
     torch.manual_seed(args.seed)
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(args.env)] * args.num_envs)
     discrete = isinstance(envs.single_action_space, gym.spaces.Discrete)
@@ -77,8 +82,8 @@ def main(argv=None) -> dict:
             torch.nn.init.zeros_(layer.bias)
         return torch.nn.Sequential(*layers)
 
-    actor, critic = mlp(n_act, 0.01), mlp(1, 1.0)
-    log_std = torch.nn.Parameter(torch.zeros(n_act))
+    actor, critic = mlp(n_act, 0.01).to(dev), mlp(1, 1.0).to(dev)
+    log_std = torch.nn.Parameter(torch.zeros(n_act, device=dev))
     params = list(actor.parameters()) + list(critic.parameters()) + \
         ([] if discrete else [log_std])
     opt = torch.optim.Adam(params, lr=args.lr, eps=1e-5)
@@ -97,17 +102,17 @@ def main(argv=None) -> dict:
         return ent if discrete else ent.sum(-1)
 
     N, T = args.num_envs, args.num_steps
-    buf_obs = torch.zeros(T, N, n_obs)
+    buf_obs = torch.zeros(T, N, n_obs, device=dev)
     buf_act = torch.zeros((T, N) if discrete else (T, N, n_act),
-                          dtype=torch.int64 if discrete else torch.float32)
-    buf_lp, buf_rew, buf_done, buf_val = (torch.zeros(T, N) for _ in range(4))
+                          dtype=torch.int64 if discrete else torch.float32, device=dev)
+    buf_lp, buf_rew, buf_done, buf_val = (torch.zeros(T, N, device=dev) for _ in range(4))
     low = None if discrete else envs.single_action_space.low
     high = None if discrete else envs.single_action_space.high
 
     # warm-up outside the timings: lograd_fast loads its compiled kernels from the
     # on-disk cache on first use (reported as warmup_cpu_s), torch its own lazy state
     c0 = time.process_time()
-    probe = torch.zeros(2, n_obs, requires_grad=True)
+    probe = torch.zeros(2, n_obs, device=dev, requires_grad=True)
     for _ in range(2):
         d = policy(probe)
         a = d.sample()
@@ -119,8 +124,8 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
 
     obs_np, _ = envs.reset(seed=args.seed)
-    obs = torch.as_tensor(obs_np, dtype=torch.float32)
-    done = torch.zeros(N)
+    obs = torch.as_tensor(obs_np, dtype=torch.float32, device=dev)
+    done = torch.zeros(N, device=dev)
     episode_return = np.zeros(N)
     finished: list = []
     cpu = {"rollout_dist": 0.0, "update": 0.0}
@@ -139,19 +144,20 @@ def main(argv=None) -> dict:
                 cpu["rollout_dist"] += time.process_time() - c0
                 buf_val[step] = critic(obs).squeeze(-1)
             buf_act[step] = action
-            act_np = action.numpy() if discrete else np.clip(action.numpy(), low, high)
+            act_np = action.cpu().numpy()
+            act_np = act_np if discrete else np.clip(act_np, low, high)
             obs_np, reward, term, trunc, _ = envs.step(act_np)
             episode_return += reward
             for i in np.flatnonzero(term | trunc):
                 finished.append(float(episode_return[i]))
                 episode_return[i] = 0.0
-            buf_rew[step] = torch.as_tensor(reward, dtype=torch.float32)
-            obs = torch.as_tensor(obs_np, dtype=torch.float32)
-            done = torch.as_tensor(term | trunc, dtype=torch.float32)
+            buf_rew[step] = torch.as_tensor(reward, dtype=torch.float32, device=dev)
+            obs = torch.as_tensor(obs_np, dtype=torch.float32, device=dev)
+            done = torch.as_tensor(term | trunc, dtype=torch.float32, device=dev)
         with torch.no_grad():  # generalised advantage estimation
             next_val = critic(obs).squeeze(-1)
-            adv = torch.zeros(T, N)
-            last = torch.zeros(N)
+            adv = torch.zeros(T, N, device=dev)
+            last = torch.zeros(N, device=dev)
             for step in reversed(range(T)):
                 nonterminal = 1.0 - (done if step == T - 1 else buf_done[step + 1])
                 value_next = next_val if step == T - 1 else buf_val[step + 1]
@@ -162,7 +168,7 @@ def main(argv=None) -> dict:
         b_obs, b_act = buf_obs.reshape(batch, n_obs), buf_act.reshape((batch,) + buf_act.shape[2:])
         b_lp, b_adv, b_ret = buf_lp.reshape(batch), adv.reshape(batch), ret.reshape(batch)
         for _ in range(args.epochs):
-            order = torch.randperm(batch)
+            order = torch.randperm(batch, device=dev)
             for start in range(0, batch, mb):
                 idx = order[start:start + mb]
                 c0 = time.process_time()
@@ -188,7 +194,8 @@ def main(argv=None) -> dict:
     envs.close()
     steps = iterations * batch
     result = {
-        "env": args.env, "dist": args.dist, "steps": steps, "episodes": len(finished),
+        "env": args.env, "dist": args.dist, "device": args.device, "steps": steps,
+        "episodes": len(finished),
         "first_returns": float(np.mean(finished[:20])) if finished else None,
         "final_return": float(np.mean(finished[-20:])) if finished else None,
         "cpu_s": cpu_total, "wall_s": wall, "steps_per_cpu_s": steps / cpu_total,
