@@ -287,10 +287,11 @@ def _flat_x(d, x: torch.Tensor) -> tuple[Any, tuple]:
 
 
 def _lf_sized(spec: str, params: list, mask: torch.Tensor | None, draws: int | None = None,
-              x: torch.Tensor | None = None):
-    """:func:`_lf`, on the GPU kernels where ``draws`` draws (or the sample dims of the
-    value ``x``) make a call on CUDA parameters GPU-sized (:func:`_gpu_sized`)."""
-    d = _lf(spec, params, mask)
+              x: torch.Tensor | None = None, d=None):
+    """:func:`_lf` (or ``d``, the distribution built for one draw), on the GPU kernels
+    where ``draws`` draws (or the sample dims of the value ``x``) make a call on CUDA
+    parameters GPU-sized (:func:`_gpu_sized`)."""
+    d = _lf(spec, params, mask) if d is None else d
     if d.backend != "cpu" or params[0].device.type != "cuda":
         return d
     if x is not None:
@@ -1187,9 +1188,8 @@ class Distribution(_td.Distribution):
             # x and log_prob only (the operator would also copy the unused scores)
             shape = self._shape(sample_shape)
             seed_i = _global_seed() if seed is None else int(self._seed(seed))
-            d = self._lf_dist()
-            if d.backend == "cpu" and _gpu_sized(self._params, math.prod(shape)):
-                d = _build(self._spec, self._params, self._mask, math.prod(shape))
+            d = _lf_sized(self._spec, self._params, self._mask, math.prod(shape),
+                          d=self._lf_dist())
             x, lp, _ = d.sample_and_score(_n(shape), seed=seed_i)
             x = _out(x, tuple(shape) + d._x_shape(None), self._device)
             self._drawn = (x, _out(lp, tuple(shape) + d.batch_shape, self._device),
