@@ -18,6 +18,7 @@ same maths (Normal), and ``torch.distributions`` inside RL calls.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -190,13 +191,25 @@ def small_calls(torch) -> None:
         repeats=50)
 
 
+# lograd_fast.torch.CUDA_MIN_ELEMENTS for every call on the GPU kernels / the CPU kernels
+ROUTES = (("GPU", 0), ("CPU", 2**62))
+
+
+@contextlib.contextmanager
+def _threshold(lft, value: int):
+    default, lft.CUDA_MIN_ELEMENTS = lft.CUDA_MIN_ELEMENTS, value
+    try:
+        yield
+    finally:
+        lft.CUDA_MIN_ELEMENTS = default
+
+
 def adapter(torch, sizes: tuple = (128, 4096, 32768)) -> None:
     """lograd_fast.torch against torch.distributions, both on CUDA tensors; the adapter
     twice: every call on the GPU kernels, and every call on the CPU kernels (the
     parameters' round trip through the host; ``lft.CUDA_MIN_ELEMENTS`` picks between them)."""
     import lograd_fast.torch as lft
 
-    default = lft.CUDA_MIN_ELEMENTS
     for B in (4, 128) if QUICK else sizes:
         g = torch.Generator().manual_seed(B)
         params = {"Categorical": [torch.randn(B, 6, generator=g)],
@@ -206,13 +219,10 @@ def adapter(torch, sizes: tuple = (128, 4096, 32768)) -> None:
         for fam, ps in params.items():
             ps = [p.cuda().requires_grad_() for p in ps]
             _adapter_case(torch, torch.distributions, fam, ps, adv, "torch.distributions")
-            for kernels, threshold in (("GPU", 0), ("CPU", 2**62)):
-                lft.CUDA_MIN_ELEMENTS = threshold
-                try:
+            for kernels, threshold in ROUTES:
+                with _threshold(lft, threshold):
                     _adapter_case(torch, lft, fam, ps, adv,
                                   f"lograd_fast.torch, {kernels} kernels")
-                finally:
-                    lft.CUDA_MIN_ELEMENTS = default
 
 
 def adapter_draws(torch, draws: tuple = (64, 1024, 8192)) -> None:
@@ -220,28 +230,21 @@ def adapter_draws(torch, draws: tuple = (64, 1024, 8192)) -> None:
     population), on the GPU kernels and on the CPU kernels, against torch.distributions."""
     import lograd_fast.torch as lft
 
-    default = lft.CUDA_MIN_ELEMENTS
     loc, scale = torch.zeros(128, 6, device="cuda"), torch.ones(128, 6, device="cuda")
     for n in (4, 8) if QUICK else draws:
         sec = f"torch adapter on CUDA tensors, Normal (128, 6): sample(({n},))"
         row(sec, "torch.distributions", lambda n=n: torch.distributions.Normal(loc, scale).sample(
             (n,)), repeats=20)
-        for kernels, threshold in (("GPU", 0), ("CPU", 2**62)):
-            lft.CUDA_MIN_ELEMENTS = threshold
-            try:
+        for kernels, threshold in ROUTES:
+            with _threshold(lft, threshold):
                 row(sec, f"lograd_fast.torch, {kernels} kernels",
                     lambda n=n: lft.Normal(loc, scale).sample((n,)), repeats=20)
-            finally:
-                lft.CUDA_MIN_ELEMENTS = default
 
 
 def _with_threshold(lft, threshold: int, fn):
     def call():
-        default, lft.CUDA_MIN_ELEMENTS = lft.CUDA_MIN_ELEMENTS, threshold
-        try:
+        with _threshold(lft, threshold):
             return fn()
-        finally:
-            lft.CUDA_MIN_ELEMENTS = default
     return call
 
 
@@ -305,7 +308,7 @@ def profile(torch, out: Path | None, B: int = 128) -> None:
                 d = make()
                 (d.log_prob(act).mean() + d.entropy().mean()).backward()
 
-            for kernels, threshold in (("GPU", 0), ("CPU", 2**62)):
+            for kernels, threshold in ROUTES:
                 calls |= {f"adapter {fam} B={B} {kernels} kernels {what}":
                           _with_threshold(lft, threshold, fn)
                           for what, fn in (("rollout", rollout), ("update", update))}
