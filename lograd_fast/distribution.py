@@ -214,6 +214,13 @@ def check_seed(seed: Any, stream: Any) -> tuple:
     return (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(stream))
 
 
+def is_device_array(obj: Any) -> bool:
+    """A GPU array: ``__cuda_array_interface__`` (numba, CuPy, torch), or the CUDA
+    simulator's stand-in for one (``__cuda_ndarray__``, host memory, no interface)."""
+    return not isinstance(obj, np.ndarray) and (
+        hasattr(obj, "__cuda_array_interface__") or hasattr(obj, "__cuda_ndarray__"))
+
+
 def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str, device: bool = False) -> None:
     """Check a caller's output buffer: exactly a ``numpy.ndarray`` (or, when
     ``device``, a CUDA array) of ``shape`` and ``dtype``, writeable and C-contiguous.
@@ -221,8 +228,7 @@ def check_out(out: Any, shape: tuple, dtype: np.dtype, name: str, device: bool =
     Subclasses are refused: the drivers write through ``reshape`` views, and a
     subclass may change what ``reshape`` returns (``np.matrix`` stays 2-D, so a
     kernel wrote past its end)."""
-    if type(out) is not np.ndarray and not (device and hasattr(out, "__cuda_array_interface__")
-                                            and not isinstance(out, np.ndarray)):
+    if type(out) is not np.ndarray and not (device and is_device_array(out)):
         what = "a CUDA array or " if device else ""
         raise TypeError(f"{name} must be {what}a numpy.ndarray (not a subclass), got "
                         f"{type(out).__module__}.{type(out).__name__}")
@@ -238,6 +244,9 @@ def _extent(arr: Any) -> tuple[bool, int, int]:
     """``(on_device, first byte, end byte)`` of a C-contiguous host or CUDA array."""
     if isinstance(arr, np.ndarray):
         return False, arr.ctypes.data, arr.ctypes.data + arr.nbytes
+    if not hasattr(arr, "__cuda_array_interface__"):  # the simulator's: a host array inside
+        host = np.asarray(arr)
+        return True, host.ctypes.data, host.ctypes.data + host.nbytes
     ptr = int(arr.__cuda_array_interface__["data"][0])
     nbytes = math.prod(arr.shape) * np.dtype(arr.dtype).itemsize
     return True, ptr, ptr + nbytes

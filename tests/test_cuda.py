@@ -185,4 +185,46 @@ def test_gpu_scripts_run_in_the_simulator(tmp_path):
     assert bench.returncode == 0, bench.stdout[-2000:] + bench.stderr[-2000:]
     table = (tmp_path / "gpu_bench.md").read_text()
     assert "| lograd_fast sample_and_score, new arrays |" in table
+    assert "| lograd_fast sample_and_score, out= |" in table and "failed" not in table
     assert "lf.Categorical(logits (64, 6) on the GPU" in table
+
+
+_OUT_SCRIPT = """
+import sys
+import numpy as np
+from numba import cuda
+import lograd_fast as lf
+d = lf.Normal(np.zeros(4), np.zeros(4), backend="cuda")
+x, lp, s = d.sample_and_score(8, seed=1)
+out = (cuda.device_array((8, 4)), cuda.device_array((8, 4)),
+       {k: cuda.device_array(v.shape) for k, v in s.items()})
+got = d.sample_and_score(8, seed=1, out=out)
+assert got[0] is out[0] and got[1] is out[1] and got[2] is out[2]
+for a, b in ((out[0], x), (out[1], lp), *((out[2][k], s[k]) for k in s)):
+    np.testing.assert_array_equal(a.copy_to_host(), b.copy_to_host())
+try:
+    d.sample_and_score(8, seed=1, out=(out[0], out[1], {"loc": out[0], "log_scale": out[1]}))
+except ValueError as exc:
+    assert "share memory" in str(exc), exc
+else:
+    raise AssertionError("a shared output buffer was accepted")
+try:
+    d.sample_and_score(8, seed=1, out=(out[0], out[0], out[2]))
+except ValueError as exc:
+    assert "share memory" in str(exc), exc
+else:
+    raise AssertionError("x and log_prob in one buffer were accepted")
+print("ok")
+"""
+
+
+def test_out_takes_the_simulators_device_arrays(tmp_path):
+    """Under the simulator ``cuda.device_array`` gives stand-ins without
+    ``__cuda_array_interface__``: ``out=`` takes them (the kernels fill them, the same
+    values as fresh outputs) and still refuses two outputs in one buffer."""
+    script = tmp_path / "out.py"
+    script.write_text(_OUT_SCRIPT)
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=900, cwd=HERE.parent)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-4000:]
