@@ -40,7 +40,7 @@ from .._engine import numpy as npb
 from .._engine.dispatch import register
 from .._engine.jit import jitable
 from .._engine.rng import Variates, normal_variate
-from .._engine.threads import CHUNK, MIN_CHUNKS, run_split
+from .._engine.threads import CHUNK, ONE_PART_CHUNKS, run_split
 from ..distribution import Distribution, Family, check_finite
 
 HALF_LOG_2PI = 0.9189385332046727
@@ -229,7 +229,7 @@ def _first_bad_scale(loc, log_scale, scale, inv_scale, limit) -> tuple[int, int]
     return next(code for code, failed in enumerate(tests, 1) if failed[i]), i
 
 
-_SPLIT_AT = 2 * MIN_CHUNKS * CHUNK  # elements: below, one part (threads.one_part)
+_SPLIT_AT = ONE_PART_CHUNKS * CHUNK  # elements: below, one part (threads.one_part)
 
 
 def prepare_scale(flat: dict, extent_limit: float = np.inf) -> dict:
