@@ -706,11 +706,9 @@ class Distribution:
         self._check_score_support(x)
         n_atoms = (n or 1) * self._B
         lp = np.empty((() if n is None else (n,)) + self.batch_shape, self.dtype)
-        xf = self._flat_x(x, n_atoms)
-        cpu.log_prob(self._kernel_record(n), xf, lp.reshape(n_atoms // self._E), self._B,
-                     self._E)
         _, _, s, sf = self._fresh(n, n_atoms, False, True)
-        cpu.score(self._kernel_record(n), xf, sf, self._B)
+        cpu.log_prob_score(self._kernel_record(n), self._flat_x(x, n_atoms),
+                           lp.reshape(n_atoms // self._E), sf, self._B, self._E)
         return lp, s
 
     def _flat_x(self, x, n_atoms):

@@ -123,6 +123,7 @@ def _warm_family(family: str, dtype: str) -> None:
     x = d.sample(4, seed=1)
     d.log_prob(x)
     d.score(x)
+    d._log_prob_and_score(x)  # the torch and JAX adapters' call
     d.sample_and_score(4, seed=1)
     d.entropy()
     with contextlib.suppress(NotImplementedError):  # no closed form (StudentT)

@@ -211,6 +211,29 @@ def test_sample_and_score_equals_separate_calls(case):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_prob_and_score_in_one_pass_equal_the_separate_calls(case, dtype):
+    """The adapters' call (``_log_prob_and_score``: one compiled pass for both,
+    ``cpu.log_prob_score``) gives bitwise ``log_prob(x)`` and ``score(x)``, with and
+    without a sample axis, on a fresh distribution (Categorical's first call of a
+    distribution reads the raw logits, later ones its tables) and a used one."""
+    fused, separate = case.make(dtype=dtype), case.make(dtype=dtype)
+    x = separate.sample(5, seed=3)
+    for xs in (x, x[2]):
+        try:
+            want_s = separate.score(xs)
+        except ValueError:  # a draw on the support's edge (Beta/Gamma underflow)
+            with pytest.raises(ValueError):
+                fused._log_prob_and_score(xs)
+            continue
+        lp, s = fused._log_prob_and_score(xs)
+        np.testing.assert_array_equal(lp, separate.log_prob(xs))
+        assert lp.dtype == dtype and s.keys() == want_s.keys()
+        for k in s:
+            assert s[k].shape == want_s[k].shape, k
+            np.testing.assert_array_equal(s[k], want_s[k], err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rl_step_path_equals_the_general_one(case, dtype):
     """``sample_and_score(None)`` without ``out`` (the RL step) runs through a cached
     call plan (``cpu.sample_score_step``): bitwise what the general path (``out=``

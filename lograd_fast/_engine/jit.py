@@ -161,24 +161,56 @@ def _patch_alias_analysis() -> None:
     output array reached through copies (deeply inlined code) is dropped.  Measured:
     with the drivers specialised per dtype, the float64 fused Categorical score lost
     its one-hot in the typed ``inline_overloads`` pass; with this closure it is kept.
-    The closure only ever keeps more statements (never changes a kept one).  A private
+    A NamedTuple built inside a function aliases what it was built from: the drivers
+    take their score records as plain tuples (``_engine/cpu.py``) and name the fields
+    again (``s = Scores(*st)``), and without this rule every score written through
+    ``s`` was dropped.  The closure only ever keeps more statements (never changes a
+    kept one).  A private
     Numba function (0.68): if it moves, the patch is skipped and the suite's closed-form
     score tests would show any miscompile."""
-    from numba.core import ir_utils
+    from numba.core import ir, ir_utils
 
     original = getattr(ir_utils, "find_potential_aliases", None)
     if original is None or getattr(original, "__lograd_fast__", False):
         return
 
-    def find_potential_aliases(*args, **kwargs):
-        alias_map, arg_aliases = original(*args, **kwargs)
-        todo = list(arg_aliases)
-        while todo:  # every alias of an argument alias is one (transitively)
-            for w in alias_map.get(todo.pop(), ()):
-                if w not in arg_aliases:
-                    arg_aliases.add(w)
-                    todo.append(w)
-        return alias_map, arg_aliases
+    def link(a: str, b: str, alias_map: dict, arg_aliases: set) -> None:
+        alias_map.setdefault(a, set()).add(b)
+        alias_map.setdefault(b, set()).add(a)
+        if b in arg_aliases:
+            arg_aliases.add(a)
+
+    def record_aliases(blocks, func_ir, alias_map, arg_aliases) -> None:
+        # a NamedTuple built from values (the drivers' ``Scores(*st)``) aliases them
+        for block in blocks.values():
+            for inst in block.find_insts(ir.Assign):
+                expr = inst.value
+                if not (isinstance(expr, ir.Expr) and expr.op == "call"):
+                    continue
+                fdef = ir_utils.guard(ir_utils.get_definition, func_ir, expr.func)
+                cls = getattr(fdef, "value", None)
+                if isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields"):
+                    for src in list(expr.args) + ([expr.vararg] if expr.vararg else []):
+                        link(inst.target.name, src.name, alias_map, arg_aliases)
+
+    def find_potential_aliases(blocks, args, typemap, func_ir, alias_map=None,
+                               arg_aliases=None):
+        alias_map, arg_aliases = original(blocks, args, typemap, func_ir, alias_map,
+                                          arg_aliases)
+        while True:
+            known = len(arg_aliases)
+            record_aliases(blocks, func_ir, alias_map, arg_aliases)
+            todo = list(arg_aliases)
+            while todo:  # every alias of an argument alias is one (transitively)
+                for w in alias_map.get(todo.pop(), ()):
+                    if w not in arg_aliases:
+                        arg_aliases.add(w)
+                        todo.append(w)
+            if len(arg_aliases) == known:
+                return alias_map, arg_aliases
+            # attribute reads of the new argument aliases (``s.loc``) alias them too
+            alias_map, arg_aliases = original(blocks, args, typemap, func_ir, alias_map,
+                                              arg_aliases)
 
     find_potential_aliases.__lograd_fast__ = True
     ir_utils.find_potential_aliases = find_potential_aliases
