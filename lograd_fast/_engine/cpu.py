@@ -75,6 +75,8 @@ _NONNEG = np.int64(2**62 - 1)
 _FAMILY_OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1",
                "reflect1", "reparam1")
 _SPECIALISED: dict = {}
+# the family's record classes, bound in each specialised copy (see ``_for``)
+Params = Scores = None
 
 
 @njit(inline="always")
