@@ -523,11 +523,20 @@ _RULES = {"Normal": _NormalRules, "TanhNormal": _TanhNormalRules,
           "Categorical": _CategoricalRules}
 
 
+_RULES_OF: dict = {}
+
+
 def _rules(spec: str, what: str):
+    """The rules class of ``spec``'s family if it has ``what``, else None (one lookup
+    after the first call: the eager entropy asks twice per call)."""
+    key = (spec, what)
+    if key in _RULES_OF:
+        return _RULES_OF[key]
     rules = _RULES.get(_parse(spec)[0].__name__)
-    if rules is None or not hasattr(rules, what):
-        return None
-    return rules
+    got = rules if rules is not None and hasattr(rules, what) else None
+    if not torch.compiler.is_compiling():  # no global state mutated while tracing
+        _RULES_OF[key] = got
+    return got
 
 
 def _no_closed_form(spec: str, what: str) -> NotImplementedError:
