@@ -592,6 +592,64 @@ def test_lean_path_rebuilds_after_in_place_writes_and_checks_every_call():
         lft.Categorical(logits=bad).entropy()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_update_path_without_a_lograd_fast_distribution(dtype, monkeypatch):
+    """An update's log_prob (dense parameters with gradients, a value of their shape and
+    dtype) runs on the tensors' memory (``log_prob_and_score_flat``, no lograd_fast
+    distribution built): the same numbers and gradients as the operators, bit for bit,
+    the same checks; other calls (a sample dim, a strided parameter) take the general
+    path.  Checked to be taken, so that the comparison means something."""
+    ops = torch.ops.lograd_fast
+    calls = []
+    flat = lft.log_prob_and_score_flat
+    monkeypatch.setattr(lft, "log_prob_and_score_flat",
+                        lambda *a, **k: calls.append(1) or flat(*a, **k))
+    g = torch.Generator().manual_seed(3)
+    mean = torch.randn(5, 3, generator=g, dtype=dtype).requires_grad_()
+    std = (0.3 * torch.randn(3, generator=g, dtype=dtype)).exp().requires_grad_()
+    x = torch.randn(5, 3, generator=g, dtype=dtype)
+    cases = [lambda: lft.Normal(mean, std.expand(5, 3)),
+             lambda: lft.Normal(mean, log_scale=std.log().expand(5, 3).contiguous(),
+                                event_ndims=1),
+             lambda: lft.TanhNormal(mean, std.expand(5, 3), event_ndims=1)]
+    for make in cases:
+        for value, taken in ((x if make is not cases[2] else torch.tanh(x), True),
+                             (torch.tanh(x).expand(2, 5, 3), False)):  # a sample dim
+            calls.clear()
+            d = make()
+            ours = d.log_prob(value)
+            assert bool(calls) == taken
+            ref = ops.log_prob.default(d._spec, value, d._params, None)
+            assert torch.equal(ours, ref)
+            inputs = (mean, std)
+            for a, b in zip(torch.autograd.grad(ours.sum(), inputs, retain_graph=True),
+                            torch.autograd.grad(ref.sum(), inputs)):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # against torch.distributions (values and gradients)
+    ours = lft.Normal(mean, std.expand(5, 3)).log_prob(x)
+    ref = D.Normal(mean, std.expand(5, 3)).log_prob(x)
+    tol = TOL if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours, ref, **tol)
+    for a, b in zip(grads(ours, (mean, std)), grads(ref, (mean, std))):
+        torch.testing.assert_close(a, b, **tol)
+    # a strided location (a transposed view): the general path, the same numbers
+    calls.clear()
+    loc_t = mean.detach().t().contiguous().t().requires_grad_()
+    assert not loc_t.is_contiguous()
+    assert torch.equal(lft.Normal(loc_t, std.expand(5, 3)).log_prob(x),
+                       lft.Normal(mean, std.expand(5, 3)).log_prob(x))
+    assert len(calls) == 1  # the second call only
+    # the checks: a NaN value, a NaN location, a bad scale (named as the scale)
+    calls.clear()
+    with pytest.raises(ValueError, match="x contains NaN"):
+        lft.Normal(mean, std.expand(5, 3)).log_prob(torch.full((5, 3), math.nan, dtype=dtype))
+    with pytest.raises(ValueError, match="loc contains NaN"):
+        lft.Normal(mean * math.nan, std.expand(5, 3)).log_prob(x)
+    with pytest.raises(ValueError, match="scale must be positive"):
+        lft.Normal(mean, -std.expand(5, 3)).log_prob(x)
+    assert len(calls) == 3
+
+
 def test_the_drawn_log_prob_follows_an_in_place_change_of_the_mask():
     logits = torch.zeros(2, 3, dtype=torch.float64)
     mask = torch.ones(2, 3, dtype=torch.bool)
