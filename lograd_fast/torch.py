@@ -191,7 +191,7 @@ CUDA_MIN_ELEMENTS = 1 << 18
 def _host(t: torch.Tensor, device_ok: bool = False) -> Any:
     """``t`` for the kernels: a numpy view of a CPU tensor; a CUDA tensor as is for the
     GPU kernels (``device_ok``), else copied to the host."""
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         return t.detach() if device_ok else t.detach().cpu().numpy()
     return t.detach().numpy() if t.requires_grad else t.numpy()  # numpy(): no detach needed
 
@@ -231,7 +231,7 @@ def _gpu_sized(params: list, draws: int = 1) -> bool:
     """Is a call of ``draws`` draws per parameter element on CUDA parameters for the GPU
     kernels?  (:data:`CUDA_MIN_ELEMENTS`; 0 forces them, available or not: the error
     then says why not.)"""
-    if params[0].device.type != "cuda":
+    if not params[0].is_cuda:
         return False
     if CUDA_MIN_ELEMENTS <= 0:
         return True
@@ -1043,9 +1043,10 @@ def _params(**given: Any) -> list[torch.Tensor]:
     broadcasts Python scalars)."""
     out = list(given.values())
     first = out[0]
-    if type(first) is torch.Tensor and first.dtype in _FLOATS and first.device.type == "cpu" \
-            and all(type(t) is torch.Tensor and t.dtype is first.dtype
-                    and t.device.type == "cpu" for t in out):  # the common call, checked
+    # the common call, checked first (``is_cpu``: 0.05 us, ``device.type``: 0.25)
+    if type(first) is torch.Tensor and first.dtype in _FLOATS and first.is_cpu \
+            and all(type(t) is torch.Tensor and t.dtype is first.dtype and t.is_cpu
+                    for t in out):
         return out
     like = next((v for v in given.values() if isinstance(v, torch.Tensor)), None)
     out = [_tensor(v, like) for v in given.values()]
@@ -1087,7 +1088,7 @@ class Distribution(_td.Distribution):
               extra_lead: tuple = ()) -> None:
         self._params = params
         self._device = params[0].device
-        self._eager_ok = self._device.type == "cpu" and all(
+        self._eager_ok = params[0].is_cpu and all(
             type(t) is torch.Tensor for t in params) and (
             self._mask is None or type(self._mask) is torch.Tensor)
         self._spec = spec
