@@ -231,7 +231,7 @@ def _gpu_sized(params: list, draws: int = 1) -> bool:
     """Is a call of ``draws`` draws per parameter element on CUDA parameters for the GPU
     kernels?  (:data:`CUDA_MIN_ELEMENTS`; 0 forces them, available or not: the error
     then says why not.)"""
-    if not params[0].is_cuda:
+    if params[0].device.type != "cuda":
         return False
     if CUDA_MIN_ELEMENTS <= 0:
         return True
