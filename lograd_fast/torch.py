@@ -911,12 +911,18 @@ class _LogProbFirst(torch.autograd.Function):
         else:
             lp, scores = _dist_log_prob_score(dist, x)
         ctx.spec, ctx.scores, ctx.has_mask = spec, scores, mask is not None
-        ctx.param_shapes = [p.shape for p in params]
+        # the flat path's scores have the parameters' (and the value's) shape: without
+        # event dims the backward is g * score alone (no broadcast, no reduction)
+        ctx.plain = type(dist) is tuple and lp.dim() == x.dim() and not x.requires_grad
+        if not ctx.plain:
+            ctx.param_shapes = [p.shape for p in params]
         ctx.save_for_backward(x, *params, *([mask] if mask is not None else []))
         return lp
 
     @staticmethod
     def backward(ctx, g):
+        if ctx.plain and not torch.is_grad_enabled():
+            return (None, None, None, None, *[g * sc for sc in ctx.scores])
         need_x = ctx.needs_input_grad[2]
         if torch.is_grad_enabled() or need_x:
             saved = ctx.saved_tensors
