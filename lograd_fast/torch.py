@@ -421,8 +421,11 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 def _bcast(g: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``g`` with trailing unit dims up to ``ndim`` (a per-batch value over event dims)."""
-    return g.reshape(g.shape + (1,) * (ndim - g.dim())) if g.dim() < ndim else g
+    """``g`` with trailing unit dims up to ``ndim`` (a per-batch value over event dims).
+    (``unsqueeze``: 0.9 us; ``reshape`` of a ``torch.Size`` 2.9 us, every backward.)"""
+    while g.dim() < ndim:
+        g = g.unsqueeze(-1)
+    return g
 
 
 def _masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
