@@ -165,9 +165,8 @@ def _patch_alias_analysis() -> None:
     take their score records as plain tuples (``_engine/cpu.py``) and name the fields
     again (``s = Scores(*st)``), and without this rule every score written through
     ``s`` was dropped.  The closure only ever keeps more statements (never changes a
-    kept one).  A private
-    Numba function (0.68): if it moves, the patch is skipped and the suite's closed-form
-    score tests would show any miscompile."""
+    kept one).  A private Numba function (0.68): if it moves, the patch is skipped and
+    the suite's closed-form score tests would show any miscompile."""
     from numba.core import ir, ir_utils
 
     original = getattr(ir_utils, "find_potential_aliases", None)
