@@ -632,6 +632,14 @@ def test_the_update_path_without_a_lograd_fast_distribution(dtype, monkeypatch):
     torch.testing.assert_close(ours, ref, **tol)
     for a, b in zip(grads(ours, (mean, std)), grads(ref, (mean, std))):
         torch.testing.assert_close(a, b, **tol)
+    # a value with a gradient (the flat path, the general backward): against torch too
+    xg = x.clone().requires_grad_()
+    calls.clear()
+    ours = lft.Normal(mean, std.expand(5, 3)).log_prob(xg)
+    ref = D.Normal(mean, std.expand(5, 3)).log_prob(xg)
+    assert calls
+    for a, b in zip(grads(ours, (mean, std, xg)), grads(ref, (mean, std, xg))):
+        torch.testing.assert_close(a, b, **tol)
     # a strided location (a transposed view): the general path, the same numbers
     calls.clear()
     loc_t = mean.detach().t().contiguous().t().requires_grad_()
