@@ -406,20 +406,27 @@ def log_prob_and_score_flat(fam: Family, arrays: list, x: np.ndarray,
             arr = arr.view()
             arr.flags.writeable = False
         flat[name] = arr
-    if not fam.prepare_checks_finite:
-        for name, arr in flat.items():
-            check_finite(arr, name)
-    derived = fam.prepare(flat)
-    for arr in derived.values():
-        arr.setflags(write=False)
+    rec = _record(fam, flat)
     if _has_nan(x):
         raise ValueError("x contains NaN")
     n = x.shape[0]
     lp = np.empty(n // E, x.dtype)
     scores = np.empty((len(arrays), n), x.dtype)
-    cpu.log_prob_score(fam.params_cls(**flat, **derived), x, lp,
-                       fam.scores_cls(*scores), n, E)
+    cpu.log_prob_score(rec, x, lp, fam.scores_cls(*scores), n, E)
     return lp, scores
+
+
+def _record(fam: Family, flat: dict):
+    """The family's parameter record from its flat, read-only parameter arrays: the
+    value checks (``prepare``'s, or finiteness), the derived fields (read-only too)."""
+    if not fam.prepare_checks_finite:
+        for name in fam.param_names:
+            check_finite(flat[name], name, allow_neg_inf=name == "logits")
+    derived = fam.prepare(flat)
+    for arr in derived.values():
+        arr.setflags(write=False)
+    flat.update(derived)
+    return fam.params_cls(**flat)
 
 
 def lean_eligible(cls: type) -> bool:
@@ -483,14 +490,7 @@ class Distribution:
             # has one Numba type per dtype (one compiled kernel, not two)
             arr.setflags(write=False)
             flat[name] = arr
-        if not fam.prepare_checks_finite:
-            for name in names:
-                check_finite(flat[name], name, allow_neg_inf=name == "logits")
-        derived = fam.prepare(flat)
-        for arr in derived.values():
-            arr.setflags(write=False)
-        flat.update(derived)
-        self._record = rec = fam.params_cls(**flat)
+        self._record = rec = _record(fam, flat)
         ses = () if fam.sample_event_shape is _no_event_dims else \
             tuple(fam.sample_event_shape(rec))
         self.sample_event_shape = ses
