@@ -643,12 +643,8 @@ def tables(logits: np.ndarray, mask: np.ndarray) -> dict:
     """The per-row arrays of ``(B, K)`` logits (rows already checked)."""
     B, K = logits.shape
     rows, sums = np.empty((3, B, K)), np.empty((2, B))  # two allocations, not five
-    args = (logits, mask, sums[0], rows[0], rows[1], rows[2], sums[1])
-    per = threads.per_items(K)
-    if threads.one_part(-(-B // per)):  # an RL batch: the compiled call alone
-        _fill_tables(*args, 0, B)
-    else:
-        threads.run_split(_fill_tables, args, B, per)
+    threads.run_split(_fill_tables, (logits, mask, sums[0], rows[0], rows[1], rows[2],
+                                     sums[1]), B, threads.per_items(K))
     rows.setflags(write=False)  # then the views taken from them are read-only too
     sums.setflags(write=False)
     return {"log_norm": sums[0], "log_probs": rows[0], "probs": rows[1], "cdf": rows[2],
