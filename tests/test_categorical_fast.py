@@ -14,6 +14,7 @@ from numba import njit
 
 import lograd_fast as lf
 from lograd_fast._engine import maths
+from lograd_fast.families import categorical as cat
 
 mpmath.mp.dps = 40
 
@@ -142,6 +143,42 @@ def test_one_pass_equals_the_tables_bitwise_across_weight_blocks(dtype, K):
         rtol = 1e-13 if dtype == np.float64 else 20 * 2.0**-24
         np.testing.assert_allclose(np.exp(lp.astype(np.float64)), ref[np.arange(6), x],
                                    rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K", [6, 70, 512])  # 85 rows per run block; 7; one
+def test_runs_of_rows_equal_the_tables_bitwise(dtype, K):
+    """The fused draw of many rows (``_sample_score_run``: the weights of a block of
+    rows at once, several blocks per call) gives the numbers of the tables, row for
+    row, masked or not, one draw per row or a few."""
+    B = 300
+    rng = np.random.default_rng(K)
+    logits = rng.normal(scale=3.0, size=(B, K)).astype(dtype)
+    logits[5, 1] = -np.inf
+    mask = rng.random((B, K)) > 0.3
+    mask[:, 0] = True
+    for m in (None, mask):
+        for n in (None, 3):
+            d = lf.Categorical(logits, mask=m)
+            assert d._kernel_record(n) is d._record  # the one pass
+            d = lf.Categorical(logits, mask=m)
+            got = d.sample_and_score(n, seed=11)
+            tab = lf.Categorical(logits, mask=m)
+            tab.tables  # noqa: B018 - built: the draw reads them
+            assert tab._kernel_record(n) is tab.tables
+            want = tab.sample_and_score(n, seed=11)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_array_equal(got[2]["logits"], want[2]["logits"])
+            assert len(np.unique(got[0])) > 1
+
+
+def test_rows_longer_than_a_run_block_read_the_tables():
+    d = lf.Categorical(np.zeros((2, cat._RUN + 1)))
+    assert d._kernel_record(None) is d.tables
+    x, lp, s = d.sample_and_score(seed=0)
+    np.testing.assert_allclose(lp, -np.log(cat._RUN + 1), rtol=1e-14)
+    np.testing.assert_allclose(s["logits"].sum(axis=1), 0.0, atol=1e-12)
 
 
 def test_row_kernels_compile_once_per_dtype(tmp_path):

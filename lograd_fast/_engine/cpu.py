@@ -73,10 +73,13 @@ _NONNEG = np.int64(2**62 - 1)
 # Categorical.sample_and_score 2.05 -> 1.64 s).  The copies are cached on disk like any
 # kernel (``_engine/cache.py``), under the driver's name and the family's.
 _FAMILY_OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1",
-               "reflect1", "reparam1")
+               "reflect1", "reparam1", "sample_score_run1")
 _SPECIALISED: dict = {}
 # the family's record classes, bound in each specialised copy (see ``_for``)
 Params = Scores = None
+# optional: a family's own loop over a run of atoms of consecutive batch elements
+# (``dispatch.py``); None where it has none (the driver's branch is compiled out)
+sample_score_run1 = None
 
 
 @njit(inline="always")
@@ -106,7 +109,8 @@ def _specialise(driver, params_cls: type, float32: bool, scores_cls: type | None
     # cheaper (``lograd-fast compile`` of everything measured +5-8 % CPU otherwise).
     ops = REGISTRY[params_cls]
     inline = float32 if getattr(ops, "inline_by_dtype", False) else None
-    bound = {name: cpu_inline(getattr(ops, name), float32=inline)
+    bound = {name: None if getattr(ops, name, None) is None else
+             cpu_inline(getattr(ops, name), float32=inline)
              for name in driver.__code__.co_names if name in _FAMILY_OPS}
     bound.update(Params=params_cls, Scores=scores_cls)
     suffix = "_f32" if float32 else ""
@@ -229,9 +233,13 @@ def _sample_score_range(pt, key, x, st, out, B, E, direct, lo, hi, scratch):
         while i < end:
             m = min(end - i, T - b) & _NONNEG
             i0, b0, j0, k0 = i & _NONNEG, b & _NONNEG, j & _NONNEG, k & _NONNEG
-            for t in range(m):
-                lps[k0 + t] = sample_score1(p, b0 + t, buffered_stream(key, i0 + t, buf,
-                                                                        j0 + t * V), x, i0 + t, s)
+            if sample_score_run1 is not None:  # the family's loop over the run (pruned)
+                sample_score_run1(p, b0, m, key, buf, j0, V, x, i0, s, lps, k0)
+            else:
+                for t in range(m):
+                    lps[k0 + t] = sample_score1(p, b0 + t, buffered_stream(key, i0 + t, buf,
+                                                                            j0 + t * V),
+                                                x, i0 + t, s)
             i += m
             j += m * V
             k += m
