@@ -383,6 +383,8 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
              "full_shape": full_shape, "batch_shape": batch_shape, "_B": B, "_E": E,
              "_param_tail": {name: tails[name] for name in fam.param_names},
              "_sample_dtype": _INT64 if fam.discrete else dtype}
+    if fam.sample_event_shape is _no_event_dims:
+        attrs.update(sample_event_shape=(), event_shape=full_shape[len(batch_shape):])
     return arrays, _Layout(dtype, event_ndims, full_shape, batch_shape, B, E, tails, shapes,
                            convert, attrs)
 
@@ -450,6 +452,7 @@ class Distribution:
     """
 
     family: Family
+    _device_record = None  # the record in GPU memory (backend="cuda")
 
     # -- construction -------------------------------------------------------------
     def _setup(self, params: dict, extra: dict | None = None, *, event_ndims: int = 0,
@@ -491,11 +494,10 @@ class Distribution:
             arr.setflags(write=False)
             flat[name] = arr
         self._record = rec = _record(fam, flat)
-        ses = () if fam.sample_event_shape is _no_event_dims else \
-            tuple(fam.sample_event_shape(rec))
-        self.sample_event_shape = ses
-        self.event_shape = self.full_shape[len(self.batch_shape):] + ses
-        self._device_record = None
+        if fam.sample_event_shape is not _no_event_dims:  # else set with the layout
+            ses = tuple(fam.sample_event_shape(rec))
+            self.sample_event_shape = ses
+            self.event_shape = self.full_shape[len(self.batch_shape):] + ses
         if backend == "cuda":
             _cuda = cuda_backend()
             self._device_record = _cuda.to_device_record(self._record)

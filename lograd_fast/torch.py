@@ -68,6 +68,7 @@ from torch.distributions import constraints
 from .distribution import lean_eligible, log_prob_and_score_flat
 from .families import FAMILY_CLASSES
 from .families.categorical import entropy_and_grad as _categorical_entropy_and_grad
+from .families.categorical import update_terms as _categorical_update_terms
 
 if not hasattr(torch.library, "register_vmap"):  # register_fake/register_vmap: torch 2.4
     raise ImportError(f"lograd_fast.torch needs torch >= 2.4 (its operators register fake "
@@ -918,7 +919,8 @@ class _LogProbFirst(torch.autograd.Function):
         ctx.spec, ctx.scores, ctx.has_mask = spec, scores, mask is not None
         # the flat path's scores have the parameters' (and the value's) shape: without
         # event dims the backward is g * score alone (no broadcast, no reduction)
-        ctx.plain = type(dist) is tuple and lp.dim() == x.dim() and not x.requires_grad
+        ctx.plain = type(dist) is tuple and lp.dim() == x.dim() == scores[0].dim() \
+            and not x.requires_grad
         if not ctx.plain:
             ctx.param_shapes = [p.shape for p in params]
         ctx.save_for_backward(x, *params, *([mask] if mask is not None else []))
@@ -954,8 +956,13 @@ class _EntropyFirst(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec, dist, mask, *params):
-        d = _lf(spec, list(params), mask) if dist is None else dist
-        ent, grads = _rules(spec, "entropy_and_grad").entropy_and_grad(d)
+        # dist: the lograd_fast distribution, None (built here), or (entropy, [gradient])
+        # computed already (Categorical's update path, with its log_prob)
+        if type(dist) is tuple:
+            ent, grads = dist
+        else:
+            d = _lf(spec, list(params), mask) if dist is None else dist
+            ent, grads = _rules(spec, "entropy_and_grad").entropy_and_grad(d)
         dev = params[0].device
         if dev.type != "cpu":  # computed on the host (every backend): two copies, not
             # the backward's dozen small device operations (measured on an H200)
@@ -1086,14 +1093,19 @@ class Distribution(_td.Distribution):
     _mask: torch.Tensor | None = None
     _drawn: tuple | None = None  # (x, log_prob(x), parameter and mask versions) of a draw
     _lf_cache: tuple | None = None  # (versions, lograd_fast distribution)
+    # (versions, entropy, [gradient]) computed with a log_prob, for the next entropy()
+    _kept_entropy: tuple | None = None
     _eager_ok = False  # plain CPU tensors: eager calls may skip the operator layers
-    _flat_ok = False  # the family takes log_prob_and_score_flat (set per class below)
+    # a flat update path (_flat_log_prob_score): the family takes
+    # log_prob_and_score_flat, or the class has a path of its own (set per class below)
+    _flat_ok = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("_lf_name")
         if name is not None:
-            cls._flat_ok = lean_eligible(FAMILY_CLASSES[name])
+            cls._flat_ok = lean_eligible(FAMILY_CLASSES[name]) or \
+                "_flat_log_prob_score" in cls.__dict__
 
     def _init(self, params: list, spec: str, event_ndims: int, validate_args,
               extra_lead: tuple = ()) -> None:
@@ -1306,6 +1318,11 @@ class Distribution(_td.Distribution):
     def entropy(self) -> torch.Tensor:
         """Entropy ``batch_shape``; differentiable w.r.t. the parameters (closed form)."""
         if self._needs_grad(*self._params):
+            kept = self._kept_entropy
+            if kept is not None:  # from the log_prob before: used once (a fresh tensor)
+                self._kept_entropy = None
+                if kept[0] == _versions(self._params, self._mask) and self._lean():
+                    return _ENTROPY_FIRST(self._spec, kept[1:], self._mask, *self._params)
             if _rules(self._spec, "entropy_and_grad") is not None and (
                     self._lean() or self._device.type == "cuda" and _eager()):
                 return _ENTROPY_FIRST(self._spec, self._lf_dist(), self._mask, *self._params)
@@ -1320,7 +1337,7 @@ class Distribution(_td.Distribution):
         tail = tuple(self._full_shape[len(self.batch_shape):])
         full = batch_shape + tail
         new.__dict__.update(self.__dict__)
-        new._lf_cache = new._drawn = None  # of the old shape
+        new._lf_cache = new._drawn = new._kept_entropy = None  # of the old shape
         new._params = [p.expand(full + tuple(p.shape[p.dim() - t:])) for p, t in zip(
             self._params, FAMILY_CLASSES[self._lf_name].family.param_event_ndims)]
         if self._mask is not None:
@@ -1520,6 +1537,27 @@ class Categorical(Distribution):
     @property
     def _num_events(self) -> int:
         return self._params[0].shape[-1]
+
+    def _flat_log_prob_score(self, x: torch.Tensor, params: list) -> tuple | None:
+        """An update's ``log_prob`` of stored actions (int64, one per row, dense, no
+        mask): log-probs and scores from one compiled call on the logits' memory
+        (``categorical.update_terms``, no lograd_fast distribution built), which also
+        gives the entropy and its gradient, kept for the ``entropy()`` that follows.
+        None where the call needs the general path."""
+        (logits,) = params
+        if self._mask is not None or x.dtype != torch.int64 or \
+                x.shape != logits.shape[:-1] or not (x.is_contiguous() and logits.is_contiguous()):
+            return None
+        K = logits.shape[-1]
+        try:
+            lp, score, ent, grad = _categorical_update_terms(
+                _host(logits).reshape(-1, K), _host(x).reshape(-1))
+        except ValueError as exc:
+            raise _param_error(self._spec, exc) from None
+        shape, dev = tuple(x.shape), x.device
+        self._kept_entropy = (_versions(params, None), _out(ent, shape, dev),
+                              [_out(grad, shape + (K,), dev)])
+        return _out(lp, shape, dev), [_out(score, shape + (K,), dev)]
 
     @property
     def param_shape(self) -> torch.Size:

@@ -658,6 +658,64 @@ def test_the_update_path_without_a_lograd_fast_distribution(dtype, monkeypatch):
     assert len(calls) == 3
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_categorical_update_path(dtype, monkeypatch):
+    """An update's Categorical log_prob (logits with gradients, one stored action per
+    row, no mask) is one compiled call on the tensors' memory (``update_terms``) that
+    also gives the entropy and its gradient, kept for the next ``entropy()``: the same
+    numbers as the operators bit for bit, the gradients of torch.distributions, the
+    same checks; the kept entropy is used once and not after an in-place change of the
+    logits.  Checked to be taken, so that the comparison means something."""
+    ops = torch.ops.lograd_fast
+    calls = []
+    fused = lft._categorical_update_terms
+    monkeypatch.setattr(lft, "_categorical_update_terms",
+                        lambda *a: calls.append(1) or fused(*a))
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 7, 6, generator=g, dtype=dtype).requires_grad_()
+    x = torch.randint(0, 6, (2, 7), generator=g)
+    adv = torch.randn(2, 7, generator=g, dtype=dtype)
+    d = lft.Categorical(logits=logits)
+    lp = d.log_prob(x)
+    assert calls and d._kept_entropy is not None and d._lf_cache is None
+    ent = d.entropy()
+    assert d._kept_entropy is None and d._lf_cache is None  # no distribution built
+    assert torch.equal(lp, ops.log_prob.default(d._spec, x, d._params, None))
+    assert torch.equal(ent, lft.Categorical(logits=logits).entropy())  # the general path
+    tol = TOL if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    ref = D.Categorical(logits=logits)
+    torch.testing.assert_close(lp, ref.log_prob(x), **tol)
+    torch.testing.assert_close(ent, ref.entropy(), **tol)
+    loss = -(adv * lp).mean() - 0.01 * ent.mean()
+    ref_loss = -(adv * ref.log_prob(x)).mean() - 0.01 * ref.entropy().mean()
+    torch.testing.assert_close(grads(loss, (logits,))[0], grads(ref_loss, (logits,))[0], **tol)
+    # used once: a second entropy() computes it again (the same numbers)
+    assert torch.equal(d.entropy(), ent)
+    # an in-place change of the logits between log_prob and entropy: not the kept one
+    w = torch.randn(3, 4, generator=g, dtype=dtype, requires_grad=True)
+    d = lft.Categorical(logits=w)
+    d.log_prob(torch.zeros(3, dtype=torch.int64))
+    with torch.no_grad():
+        w.mul_(2.0)
+    torch.testing.assert_close(d.entropy(), D.Categorical(logits=w).entropy(), **tol)
+    # other calls take the general path: a sample dim, a mask, int32 actions
+    calls.clear()
+    lft.Categorical(logits=logits).log_prob(x.expand(3, 2, 7))
+    lft.Categorical(logits=logits, mask=torch.ones(6, dtype=torch.bool)).log_prob(x)
+    lft.Categorical(logits=logits).log_prob(x.int())
+    assert not calls
+    # the checks of the general path, with its messages
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        lft.Categorical(logits=logits * math.nan).log_prob(x)
+    with pytest.raises(ValueError, match="x holds class indices outside"):
+        lft.Categorical(logits=logits).log_prob(x + 6)
+    masked = logits.detach().clone()
+    masked[0, 0, x[0, 0]] = -math.inf
+    with pytest.raises(ValueError, match="x contains masked actions"):
+        lft.Categorical(logits=masked.requires_grad_()).log_prob(x)
+    assert len(calls) == 3
+
+
 def test_the_drawn_log_prob_follows_an_in_place_change_of_the_mask():
     logits = torch.zeros(2, 3, dtype=torch.float64)
     mask = torch.ones(2, 3, dtype=torch.bool)

@@ -108,6 +108,8 @@ class CategoricalScores(NamedTuple):
 
 _NO_MASK = np.ones((0, 0), dtype=bool)
 _NO_MASK.flags.writeable = False
+# the ``own`` of a row check that copies nothing (check_rows), per dtype
+_NO_COPY = {np.dtype(t): np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
 
 # --------------------------------------------------------------------------- row maths
@@ -705,6 +707,66 @@ def entropy_and_grad(tables: CategoricalTables, dtype) -> tuple[np.ndarray, np.n
     return ent, grad
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _update_rows(logits, mask, x, no_copy, rows, sums, lp, score, ent, grad):
+    """:func:`update_terms` in one compiled call: the checks of a construction and of
+    ``log_prob``, then the tables (into ``rows``, ``sums``) and from them the numbers
+    ``table_scalar`` and :func:`entropy_and_grad` give.  ``(0, -1)``, or ``(1, row)``
+    for a bad row, ``(1 + code, index)`` for a bad class (:func:`_first_bad_class`)."""
+    B, K = logits.shape
+    # bounds and flags as values, not literals (a literal argument is a compile of its own)
+    zero, allowed_only = np.int64(0), B >= 0
+    bad = _check_rows(logits, mask, no_copy, zero, B)
+    if bad >= 0:
+        return 1, bad
+    i, code = _first_bad_class(logits, mask, x, B, allowed_only)
+    if code:
+        return 1 + code, i
+    _table_rows_body(logits, mask, sums[0], rows[0], rows[1], rows[2], sums[1], zero, B)
+    for b in range(B):
+        k = x[b]
+        lp[b] = rows[0, b, k]
+        for j in range(K):
+            score[b, j] = -rows[1, b, j]
+        score[b, k] += 1.0
+    _entropy_grad_rows(rows[1], rows[0], ent, grad)
+    return 0, -1
+
+
+def update_terms(logits: np.ndarray, x: np.ndarray) -> tuple:
+    """``log_prob(x)`` ``(B,)``, its score ``(B, K)``, the entropy ``(B,)`` and its
+    gradient ``(B, K)`` of ``Categorical(logits)`` (``(B, K)`` float32/64 C-contiguous,
+    no mask) at ``B`` int64 class indices ``x``, in the logits' dtype, from one
+    compiled call: what an RL update asks (the torch adapter's ``log_prob`` then
+    ``entropy``), with the checks and the numbers of a construction, ``log_prob`` /
+    ``score`` and ``entropy`` (the tables'), without the distribution object.  Raises
+    the ValueError they would."""
+    B, K = logits.shape
+    if logits.flags.writeable:  # the compiled checks' type: read-only arrays
+        logits = logits.view()
+        logits.flags.writeable = False
+    rows, sums = np.empty((3, B, K)), np.empty((2, B))
+    lp, ent = np.empty((2, B), logits.dtype)
+    score, grad = np.empty((2, B, K), logits.dtype)
+    code, i = _update_rows(logits, _NO_MASK, x, _NO_COPY[logits.dtype], rows, sums, lp, score,
+                           ent, grad)
+    if code == 1:
+        check_rows(logits, _NO_MASK)  # raises, naming the row
+    _raise_bad_class(code - 1, i, x, K)
+    return lp, score, ent, grad
+
+
+def _raise_bad_class(code: int, i: int, x: np.ndarray, K: int) -> None:
+    """The ValueError of :func:`_first_bad_class`'s ``(i, code)`` for the flat ``x``."""
+    if code == 1:
+        raise ValueError(f"x holds class indices outside [0, {K - 1}] (e.g. {x[i]} at flat "
+                         f"index {i})")
+    if code == 2:
+        raise ValueError(f"x contains masked actions (mask False or logit -inf; first at "
+                         f"flat index {i}): their log_prob is -inf and the score is "
+                         "undefined")
+
+
 def tables(logits: np.ndarray, mask: np.ndarray) -> dict:
     """The per-row arrays of ``(B, K)`` logits (rows already checked)."""
     B, K = logits.shape
@@ -754,7 +816,7 @@ def check_rows(logits: np.ndarray, mask: np.ndarray, where: str = "",
     """ValueError naming the first invalid row of ``(B, K)`` logits/mask; with ``own``
     (an array like ``logits``) the rows are copied into it in the same pass (threaded)."""
     B, K = logits.shape
-    dest = np.empty((0, 0), logits.dtype) if own is None else own
+    dest = _NO_COPY[logits.dtype] if own is None else own
     if B * K <= threads.CHUNK:  # a small batch (an RL step): one call, no split
         bad = _check_rows(logits, mask, dest, 0, B)
     else:
@@ -972,14 +1034,9 @@ class Categorical(Distribution):
     # -- checks of x -----------------------------------------------------------------
     def _bad_class(self, x: np.ndarray, allowed_only: bool) -> None:
         rec = self._record
-        i, code = _first_bad_class(rec.logits, rec.mask, x.reshape(-1), self._B, allowed_only)
-        if code == 1:
-            raise ValueError(f"x holds class indices outside [0, {self.K - 1}] (e.g. "
-                             f"{x.reshape(-1)[i]} at flat index {i})")
-        if code == 2:
-            raise ValueError(f"x contains masked actions (mask False or logit -inf; first "
-                             f"at flat index {i}): their log_prob is -inf and the score is "
-                             "undefined")
+        flat = x.reshape(-1)
+        i, code = _first_bad_class(rec.logits, rec.mask, flat, self._B, allowed_only)
+        _raise_bad_class(code, i, flat, self.K)
 
     _score_check_covers_support = True  # a masked class is a class index
 
