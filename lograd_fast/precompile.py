@@ -141,6 +141,11 @@ def _warm_family(family: str, dtype: str) -> None:
             pass
     if family == "Normal":
         lf.measure_valued(d, fns["f"], 4, seed=1)
+    if family == "Categorical":  # the torch adapter's update calls
+        from .families import categorical
+
+        categorical.update_terms(d._record.logits, x[0])
+        categorical.entropy_and_grad(d.tables, d.dtype)
 
 
 def _warm_shared(dtype: str) -> None:
