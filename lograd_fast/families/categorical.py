@@ -653,27 +653,40 @@ class table_scalar:
 def _table_rows(logits, mask, log_norm, log_probs, probs, cdf, total, lo, hi):
     """Rows ``lo..hi-1`` of the tables, by the one-pass kernels' arithmetic."""
     K = logits.shape[1]
-    for b in range(lo, hi):
-        # _row_stats' sums, with the weights kept in probs (one exp per class)
-        top = _row_top(logits, mask, b, 0, K)
-        _fill_weights(logits, mask, b, top, probs, b)
-        tot, last = _sum_weights(probs, b)
-        norm = top + math.log(tot)
-        log_norm[b] = norm
-        total[b] = tot
-        inv = 1.0 / tot
-        acc = 0.0
-        for k in range(K):
-            lk = np.float64(logits[b, k])
-            w = probs[b, k]
-            acc += w
-            cdf[b, k] = acc if k < last else np.inf
-            probs[b, k] = w * inv
-            log_probs[b, k] = lk - norm if _allowed(mask, b, k, lk) else -np.inf
+    flat = probs.reshape(-1)
+    per = max(1, _RUN // K)
+    for r in range(lo, hi, per):
+        # _row_stats' sums, with the weights kept in probs (one exp per class), those of
+        # a run of rows in one loop (the tops kept in log_norm)
+        n = min(per, hi - r)
+        _run_weights(logits, mask, r, n, flat[r * K:(r + n) * K], log_norm, r)
+        for b in range(r, r + n):
+            _table_row(logits, mask, b, log_norm, log_probs, probs, cdf, total)
+
+
+@jitable
+def _table_row(logits, mask, b, log_norm, log_probs, probs, cdf, total):
+    """Row ``b`` of the tables from its weights in ``probs`` and its top in ``log_norm``."""
+    K = logits.shape[1]
+    top = log_norm[b]
+    tot, last = _sum_weights(probs, b)
+    norm = top + math.log(tot)
+    log_norm[b] = norm
+    total[b] = tot
+    inv = 1.0 / tot
+    acc = 0.0
+    for k in range(K):
+        lk = np.float64(logits[b, k])
+        w = probs[b, k]
+        acc += w
+        cdf[b, k] = acc if k < last else np.inf
+        probs[b, k] = w * inv
+        log_probs[b, k] = lk - norm if _allowed(mask, b, k, lk) else -np.inf
 
 
 # one flat body (the row helpers inlined before typing, as in the drivers: typed once,
-# none of them compiled stand-alone); the weight fill stays the shared cached kernel
+# none of them compiled stand-alone).  Measured, 4096 rows, one thread: 64 -> 22 ns per
+# row of 6 classes, 75 -> 42 of 16, 378 -> 258 of 100 (the weights row by row before).
 _table_rows_body = cpu_inline(_table_rows, outline=True)
 
 
