@@ -148,9 +148,9 @@ def test_one_pass_equals_the_tables_bitwise_across_weight_blocks(dtype, K):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("K", [6, 70, 512])  # 85 rows per run block; 7; one
 def test_runs_of_rows_equal_the_tables_bitwise(dtype, K):
-    """The fused draw of many rows (``_sample_score_run``: the weights of a block of
-    rows at once, several blocks per call) gives the numbers of the tables, row for
-    row, masked or not, one draw per row or a few."""
+    """The draws of many rows (``_sample_score_run``, ``_sample_run``: the weights of a
+    block of rows at once, several blocks per call) give the numbers of the tables,
+    row for row, masked or not, one draw per row or a few."""
     B = 300
     rng = np.random.default_rng(K)
     logits = rng.normal(scale=3.0, size=(B, K)).astype(dtype)
@@ -171,6 +171,9 @@ def test_runs_of_rows_equal_the_tables_bitwise(dtype, K):
             np.testing.assert_array_equal(got[1], want[1])
             np.testing.assert_array_equal(got[2]["logits"], want[2]["logits"])
             assert len(np.unique(got[0])) > 1
+            # the draws alone (``_sample_run``): the same classes
+            draws = lf.Categorical(logits, mask=m).sample(n, seed=11)
+            np.testing.assert_array_equal(draws, want[0])
 
 
 def test_rows_longer_than_a_run_block_read_the_tables():

@@ -73,13 +73,13 @@ _NONNEG = np.int64(2**62 - 1)
 # Categorical.sample_and_score 2.05 -> 1.64 s).  The copies are cached on disk like any
 # kernel (``_engine/cache.py``), under the driver's name and the family's.
 _FAMILY_OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1",
-               "reflect1", "reparam1", "sample_score_run1")
+               "reflect1", "reparam1", "sample_run1", "sample_score_run1")
 _SPECIALISED: dict = {}
 # the family's record classes, bound in each specialised copy (see ``_for``)
 Params = Scores = None
-# optional: a family's own loop over a run of atoms of consecutive batch elements
+# optional: a family's own loops over a run of atoms of consecutive batch elements
 # (``dispatch.py``); None where it has none (the driver's branch is compiled out)
-sample_score_run1 = None
+sample_run1 = sample_score_run1 = None
 
 
 @njit(inline="always")
@@ -161,8 +161,11 @@ def _sample_range(pt, key, x, B, lo, hi, buf):
         while i < end:
             m = min(end - i, T - b) & _NONNEG
             i0, b0, j0 = i & _NONNEG, b & _NONNEG, j & _NONNEG
-            for t in range(m):
-                sample1(p, b0 + t, buffered_stream(key, i0 + t, buf, j0 + t * V), x, i0 + t)
+            if sample_run1 is not None:  # the family's loop over the run (pruned)
+                sample_run1(p, b0, m, key, buf, j0, V, x, i0)
+            else:
+                for t in range(m):
+                    sample1(p, b0 + t, buffered_stream(key, i0 + t, buf, j0 + t * V), x, i0 + t)
             i += m
             j += m * V
             b = _next_b(b + m, B, T)

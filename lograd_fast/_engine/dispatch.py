@@ -36,11 +36,13 @@ Optional entry points (a family provides them when its maths allows):
 ``reparam1(p, b, st, x, i, dx)``
     draw ``x[i]`` by reparameterisation from the *same* stream as ``sample1`` and
     write ``d x[i] / d param`` into the record ``dx`` (fields like the scores)
+``sample_run1(p, b, n, key, buf, j, V, x, i)``,
 ``sample_score_run1(p, b, n, key, buf, j, V, x, i, s, lps, k)``
-    CPU only: ``sample_score1`` of the ``n`` atoms ``i ..`` of batch elements ``b ..``
-    (streams ``buffered_stream(key, i + t, buf, j + t * V)``), log-probs into
-    ``lps[k ..]``, the same numbers; for maths whose per-element loops are too short
-    to vectorise (Categorical's exps over a few classes: one loop over many rows)
+    CPU only: ``sample1`` / ``sample_score1`` of the ``n`` atoms ``i ..`` of batch
+    elements ``b ..`` (streams ``buffered_stream(key, i + t, buf, j + t * V)``),
+    log-probs into ``lps[k ..]``, the same numbers; for maths whose per-element loops
+    are too short to vectorise (Categorical's exps over a few classes: one loop over
+    many rows)
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ reflect1 = dispatch_on_record("reflect1", REGISTRY, 3)
 reparam1 = dispatch_on_record("reparam1", REGISTRY, 5)
 
 OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1")
-OPTIONAL_OPS = ("reflect1", "reparam1", "sample_score_run1")
+OPTIONAL_OPS = ("reflect1", "reparam1", "sample_run1", "sample_score_run1")
 
 
 def supports(params_cls: type, op: str) -> bool:

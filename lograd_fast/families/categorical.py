@@ -456,6 +456,16 @@ def _run_weights(logits, mask, b, n, w, tops, k):
 
 
 @jitable
+def _draw_in_run(w, o, K, key, buf, i, j):
+    """The class of atom ``i`` (its stream buffered in ``buf`` at ``j``) from its row's
+    weights ``w[o:o+K]``, and their total: the draw of :func:`_sample_score_f64`."""
+    wt = w[o:o + K]
+    total, last = _add_weights(wt, K, 0, 0.0, 0)
+    u = _uniform(buffered_stream(key, i, buf, j), 0)
+    return _count_block(wt, last, 0.0, 0, u * total)[1], total
+
+
+@jitable
 def _sample_score_run(p, b, n, key, buf, j, V, x, i, s, lps, k):
     """``sample_score1`` of the atoms ``i .. i+n-1`` of rows ``b .. b+n-1`` (their
     streams buffered in ``buf`` from ``j``, ``V`` apart), log-probs into ``lps[k ..]``:
@@ -466,18 +476,30 @@ def _sample_score_run(p, b, n, key, buf, j, V, x, i, s, lps, k):
     w = _run_block()
     per = _RUN // K
     for r in range(0, n, per):
-        _run_weights(logits, mask, b + r, min(per, n - r), w, lps, k + r)
+        _run_weights(logits, mask, b + r, min(per, n - r), w, lps, k + r)  # tops in lps
         for t in range(r, min(r + per, n)):
-            wt = w[(t - r) * K:(t - r + 1) * K]
-            total, last = _add_weights(wt, K, 0, 0.0, 0)
-            u = _uniform(buffered_stream(key, i + t, buf, j + t * V), 0)
-            c = _count_block(wt, last, 0.0, 0, u * total)[1]
+            o = (t - r) * K
+            c, total = _draw_in_run(w, o, K, key, buf, i + t, j + t * V)
             inv = 1.0 / total
             for q in range(K):
-                S[i + t, q] = -(wt[q] * inv)
+                S[i + t, q] = -(w[o + q] * inv)
             S[i + t, c] += 1.0
             x[i + t] = c
             lps[k + t] = np.float64(logits[b + t, c]) - (lps[k + t] + m.log(total))
+
+
+@jitable
+def _sample_run(p, b, n, key, buf, j, V, x, i):
+    """``sample1`` of the atoms ``i .. i+n-1`` of rows ``b .. b+n-1``, as
+    :func:`_sample_score_run` draws them."""
+    logits, mask = p.logits, p.mask
+    K = logits.shape[1]
+    w, tops = _run_block(), _run_block()
+    per = _RUN // K
+    for r in range(0, n, per):
+        _run_weights(logits, mask, b + r, min(per, n - r), w, tops, 0)
+        for t in range(r, min(r + per, n)):
+            x[i + t] = _draw_in_run(w, (t - r) * K, K, key, buf, i + t, j + t * V)[0]
 
 
 @jitable
@@ -589,6 +611,7 @@ class scalar:
         x[i] = k
         return lp
 
+    sample_run1 = staticmethod(_sample_run)
     sample_score_run1 = staticmethod(_sample_score_run)
 
     @staticmethod
