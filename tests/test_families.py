@@ -239,7 +239,8 @@ def test_rl_step_path_equals_the_general_one(case, dtype):
     call plan (``cpu.sample_score_step``): bitwise what the general path (``out=``
     buffers) gives, for small and 2**32-plus seeds, other streams, both dtypes and the
     second call of a distribution too (Categorical's tables); the caller's parameter
-    arrays stay writeable and unchanged (the record holds copies or read-only views)."""
+    arrays stay writeable and unchanged (the record holds copies or read-only views).
+    Calls after a plan's first skip Numba's dispatcher (``cpu._entry_point``)."""
     given = {k: np.array(v, dtype) for k, v in case.params.items()}
     before = {k: v.copy() for k, v in given.items()}
     lean, general = case.make(params=given, dtype=dtype), case.make(params=given, dtype=dtype)
@@ -255,6 +256,13 @@ def test_rl_step_path_equals_the_general_one(case, dtype):
     for k, v in given.items():
         assert v.flags.writeable, k
         np.testing.assert_array_equal(v, before[k])
+    # from its second call a plan calls the compiled function itself (no dispatcher)
+    from numba.core.dispatcher import Dispatcher
+
+    from lograd_fast._engine import cpu
+
+    plans = [p for p in cpu._STEPS.values() if p is not False and p[5]]
+    assert plans and not any(isinstance(p[0], Dispatcher) for p in plans)
 
 
 def test_rl_step_of_a_batch_split_between_threads():

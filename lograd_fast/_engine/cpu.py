@@ -385,18 +385,39 @@ def sample_score_step(p, key, x, s, out, B, E) -> None:
     if step is False:  # a batch large enough to split between threads
         sample_score(p, key, x, s, out, B, E)
         return
-    fn, shape, dtype, atoms, direct = step
-    fn(tuple(p), key, x, tuple(s), out, B, E, direct, 0, out.shape[0],
-       (np.empty(shape, dtype), out if direct else np.empty(atoms)))
+    fn, shape, dtype, atoms, direct, resolved = step
+    args = (tuple(p), key, x, tuple(s), out, B, E, direct, 0, out.shape[0],
+            (np.empty(shape, dtype), out if direct else np.empty(atoms)))
+    fn(*args)
+    if not resolved:
+        step[0], step[5] = _entry_point(fn, args), True
 
 
-def _step(p, s, B: int, E: int, out_dtype) -> tuple | bool:
+def _step(p, s, B: int, E: int, out_dtype) -> list | bool:
     n = B // E
     if not one_part(-(-n // per_items(E))):  # the rule does not depend on the threads
         return False
     atoms, direct = _pass_sizes(n, E, out_dtype)
     scratch = variate_scratch(p, atoms, 1)
-    return _for(_sample_score_range, p, s), scratch.shape[1:], scratch.dtype, atoms, direct
+    return [_for(_sample_score_range, p, s), scratch.shape[1:], scratch.dtype, atoms, direct,
+            False]
+
+
+# Numba's dispatcher types every argument of every call (~0.15 us per array, 1.9 us for
+# the step's eleven): a step calls the compiled function it resolved the first time
+# directly, as safe as the dispatcher here because every argument's type is fixed by
+# the step's key -- the record's class and dtype (fresh read-only aligned C arrays:
+# ``_setup``), the key (``check_seed``), fresh C outputs of the record's dtypes and the
+# family's ranks, ints, the scratch.  Measured: 2.05 -> 1.55 us for the (64, 6)
+# Categorical step's compiled call (the unboxing stays).
+def _entry_point(fn, args: tuple):
+    """The compiled function behind the dispatcher ``fn`` for the types of ``args``
+    (its C wrapper: unboxing, no typing), else ``fn`` (no JIT, no such overload)."""
+    overloads = getattr(fn, "overloads", None)
+    if not overloads:
+        return fn
+    cres = overloads.get(tuple(fn.typeof_pyval(a) for a in args))
+    return fn if cres is None else cres.entry_point
 
 
 def entropy(p, out, E):
