@@ -176,6 +176,20 @@ def test_runs_of_rows_equal_the_tables_bitwise(dtype, K):
             np.testing.assert_array_equal(draws, want[0])
 
 
+def test_runs_of_rows_in_a_call_split_between_threads():
+    """A batch of many rows (>= 8 chunks: the call split between threads, each part
+    in runs of its own) draws what the tables draw."""
+    logits = np.random.default_rng(1).normal(size=(9 * 4096, 3))
+    x, lp, s = lf.Categorical(logits).sample_and_score(seed=2)
+    tab = lf.Categorical(logits)
+    tab.tables  # noqa: B018 - built: the draw reads them
+    want = tab.sample_and_score(seed=2)
+    np.testing.assert_array_equal(x, want[0])
+    np.testing.assert_array_equal(lp, want[1])
+    np.testing.assert_array_equal(s["logits"], want[2]["logits"])
+    np.testing.assert_array_equal(lf.Categorical(logits).sample(seed=2), want[0])
+
+
 def test_rows_longer_than_a_run_block_read_the_tables():
     d = lf.Categorical(np.zeros((2, cat._RUN + 1)))
     assert d._kernel_record(None) is d.tables
