@@ -218,7 +218,8 @@ for dt in (np.float64, np.float32):
 m = lf.MultiCategorical([np.zeros((2, 3)), np.zeros((2, 2))])
 m.sample_and_score(seed=0); m.kl(m); m.entropy()
 print(json.dumps({k: [str(s) for s in getattr(cat, k).signatures] for k in
-      ("_fill_weight_block_kernel", "_row_stats_kernel", "_fill_tables", "_check_rows")}))
+      ("_fill_weight_block_kernel", "_row_stats_kernel", "_run_weights_kernel",
+       "_fill_tables", "_check_rows")}))
 """
     # an empty cache: a driver loaded from the cache never calls the kernels it inlined
     env = {**os.environ, "LOGRAD_FAST_CACHE_DIR": str(tmp_path)}
