@@ -118,11 +118,16 @@ def measure(repeats: int, ppo_steps: int | None) -> dict:
         for phase in ("rollout", "update"):
             print(f"[rl] {family} {phase} ...", file=sys.stderr, flush=True)
             calls[(family, phase)] = rl.measure_calls(family, phase, repeats=repeats)
+    print("[rl] the same, torch.distributions without validation ...", file=sys.stderr,
+          flush=True)
+    unchecked = {key: rl.measure_calls(*key, repeats=max(3, repeats // 2), validate=False)
+                 for key in calls}
     print("[rl] core step, JAX ...", file=sys.stderr, flush=True)
     print("[rl] update breakdown ...", file=sys.stderr, flush=True)
     breakdown = {family: rl.update_breakdown(family, BREAKDOWN_B, repeats)
                  for family in ("Categorical", "Normal")}
-    result = {"calls": calls, "breakdown": breakdown, "core": core_step(repeats),
+    result = {"calls": calls, "unchecked": unchecked, "breakdown": breakdown,
+              "core": core_step(repeats),
               "jax": jax_step(repeats)}
     if ppo_steps and rl.ppo_example() is not None:
         print("[rl] PPO ...", file=sys.stderr, flush=True)
@@ -150,6 +155,12 @@ def markdown(result: dict, command: str, load: tuple) -> str:
         "`entropy`, loss and gradient.  Categorical K = 6, Normal 6 action dims, float32.",
         "",
         rl.calls_table(result["calls"]),
+        "",
+        "Against torch.distributions with `validate_args=False` (its argument checks off, "
+        "as `torch.compile` leaves them for the whole process: torch/_dynamo/eval_frame.py; "
+        "lograd_fast.torch checks its values either way), lograd_fast.torch / "
+        "torch.distributions at B = " + ", ".join(str(B) for B in rl.BATCHES) + ": "
+        + rl.ratios_line(result["unchecked"]) + ".",
         "",
         "**Where an update's time goes** (CPU µs, one thread; stages cumulative in the "
         "same calls as above; the floor replaces `log_prob` and `entropy` by plain sums "
@@ -201,8 +212,9 @@ def main() -> None:
     block = markdown(result, command, (load0[0], os.getloadavg()[0]))
     print(block)
     if args.json:
-        serial = dict(result, calls={f"{f} {p}": {str(b): t for b, t in v.items()}
-                                     for (f, p), v in result["calls"].items()})
+        serial = dict(result, **{key: {f"{f} {p}": {str(b): t for b, t in v.items()}
+                                       for (f, p), v in result[key].items()}
+                                 for key in ("calls", "unchecked")})
         Path(args.json).write_text(json.dumps(serial, indent=1, default=str))
     if args.update_docs:
         for path in (ROOT / "docs" / "rl.md", ROOT / "README.md"):

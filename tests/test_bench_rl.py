@@ -49,3 +49,17 @@ def test_breakdown_line_reports_every_stage():
         assert set(parts[name]) == {"build", "forward", "full"}
     line = rl.breakdown_line("Categorical", 4, parts)
     assert "Categorical update at B = 4" in line and "floor" in line
+
+
+def test_the_measurements_run_with_torchs_default_validation():
+    """torch.compile turns torch.distributions' argument validation off for the whole
+    process; the RL measurements set torch's default (on) and restore what was set."""
+    dist = torch.distributions.Distribution
+    before = dist._validate_args
+    try:
+        dist.set_default_validate_args(False)
+        with rl._OneThread():
+            assert dist._validate_args is True
+        assert dist._validate_args is False
+    finally:
+        dist.set_default_validate_args(before)

@@ -136,15 +136,29 @@ def cpu_times(calls: dict[str, Callable], repeats: int, n: int) -> dict[str, flo
 
 
 class _OneThread:
-    """One torch intra-op thread and one Numba thread (as RL actors run), restored."""
+    """One torch intra-op thread and one Numba thread (as RL actors run), and
+    torch.distributions' argument validation at its default (on; ``validate=False``:
+    off), restored.
+
+    The validation is set explicitly because ``torch.compile`` turns it off for the
+    whole process (``torch/_dynamo/eval_frame.py`` calls
+    ``Distribution.set_default_validate_args(False)``): after any compiled call --
+    the ``categorical`` case's torch.compile contender in ``lograd-fast bench`` -- a
+    torch.distributions update costs ~25 % less (no constraint checks), while
+    lograd_fast.torch checks its values in every case."""
+
+    def __init__(self, validate: bool = True) -> None:
+        self.validate = validate
 
     def __enter__(self):
         import numba
         import torch
 
         self.torch, self.numba = torch.get_num_threads(), numba.get_num_threads()
+        self.was = torch.distributions.Distribution._validate_args
         torch.set_num_threads(1)
         numba.set_num_threads(1)
+        torch.distributions.Distribution.set_default_validate_args(self.validate)
 
     def __exit__(self, *exc):
         import numba
@@ -152,14 +166,16 @@ class _OneThread:
 
         torch.set_num_threads(self.torch)
         numba.set_num_threads(self.numba)
+        torch.distributions.Distribution.set_default_validate_args(self.was)
 
 
 def measure_calls(family: str, phase: str, batches=BATCHES, repeats: int = 7,
-                  budget_s: float = 0.05) -> dict[int, dict[str, float]]:
-    """``{B: {library: CPU seconds per call}}`` for one family and phase."""
+                  budget_s: float = 0.05, validate: bool = True) -> dict[int, dict[str, float]]:
+    """``{B: {library: CPU seconds per call}}`` for one family and phase;
+    ``validate``: torch.distributions' default argument validation (on by default)."""
     _, libs = _libraries()
     out = {}
-    with _OneThread():
+    with _OneThread(validate):
         for B in batches:
             calls = {name: make_call(lib, family, phase, B) for name, lib in libs.items()}
             # calls per round: about budget_s of CPU each (at least 5)
@@ -247,6 +263,14 @@ def measure_ppo(steps: int = PPO_STEPS, repeats: int = 1) -> dict[str, dict[str,
 
 
 # ----------------------------------------------------------------------------- tables
+def ratios_line(results: dict) -> str:
+    """Markdown: the ratios of ``results[(family, phase)][B][library]`` per family and
+    phase, B = 1 ... 1024 (no times)."""
+    return "; ".join(
+        f"{family} {phase} " + " / ".join(f"{t[OURS] / t[THEIRS]:.2f}" for t in per_b.values())
+        for (family, phase), per_b in results.items())
+
+
 def calls_table(results: dict) -> str:
     """Markdown: ``results[(family, phase)][B][library]`` in microseconds, with ratios."""
     head = "| family | phase | " + " | ".join(f"B = {B}" for B in BATCHES) + " |"
