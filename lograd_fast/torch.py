@@ -1545,10 +1545,10 @@ class Categorical(Distribution):
         gives the entropy and its gradient, kept for the ``entropy()`` that follows.
         None where the call needs the general path."""
         (logits,) = params
-        if self._mask is not None or x.dtype != torch.int64 or \
+        K = logits.shape[-1]
+        if self._mask is not None or x.dtype != torch.int64 or K == 0 or \
                 x.shape != logits.shape[:-1] or not (x.is_contiguous() and logits.is_contiguous()):
             return None
-        K = logits.shape[-1]
         try:
             lp, score, ent, grad = _categorical_update_terms(
                 _host(logits).reshape(-1, K), _host(x).reshape(-1))
