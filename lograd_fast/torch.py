@@ -1539,23 +1539,26 @@ class Categorical(Distribution):
         return self._params[0].shape[-1]
 
     def _flat_log_prob_score(self, x: torch.Tensor, params: list) -> tuple | None:
-        """An update's ``log_prob`` of stored actions (int64, one per row, dense, no
-        mask): log-probs and scores from one compiled call on the logits' memory
-        (``categorical.update_terms``, no lograd_fast distribution built), which also
-        gives the entropy and its gradient, kept for the ``entropy()`` that follows.
-        None where the call needs the general path."""
+        """An update's ``log_prob`` of stored actions (int64, one per row, dense; a mask
+        of the logits' shape, or none): log-probs and scores from one compiled call on
+        the tensors' memory (``categorical.update_terms``, no lograd_fast distribution
+        built), which also gives the entropy and its gradient, kept for the
+        ``entropy()`` that follows.  None where the call needs the general path."""
         (logits,) = params
         K = logits.shape[-1]
-        if self._mask is not None or x.dtype != torch.int64 or K == 0 or \
-                x.shape != logits.shape[:-1] or not (x.is_contiguous() and logits.is_contiguous()):
+        mask = self._mask
+        if x.dtype != torch.int64 or K == 0 or x.shape != logits.shape[:-1] \
+                or not (x.is_contiguous() and logits.is_contiguous()) or mask is not None \
+                and not (mask.shape == logits.shape and mask.is_contiguous()):
             return None
         try:
             lp, score, ent, grad = _categorical_update_terms(
-                _host(logits).reshape(-1, K), _host(x).reshape(-1))
+                _host(logits).reshape(-1, K), _host(x).reshape(-1),
+                None if mask is None else _host(mask).reshape(-1, K))
         except ValueError as exc:
             raise _param_error(self._spec, exc) from None
         shape, dev = tuple(x.shape), x.device
-        self._kept_entropy = (_versions(params, None), _out(ent, shape, dev),
+        self._kept_entropy = (_versions(params, mask), _out(ent, shape, dev),
                               [_out(grad, shape + (K,), dev)])
         return _out(lp, shape, dev), [_out(score, shape + (K,), dev)]
 

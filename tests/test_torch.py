@@ -661,7 +661,7 @@ def test_the_update_path_without_a_lograd_fast_distribution(dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_the_categorical_update_path(dtype, monkeypatch):
     """An update's Categorical log_prob (logits with gradients, one stored action per
-    row, no mask) is one compiled call on the tensors' memory (``update_terms``) that
+    row, a full mask or none) is one compiled call on the tensors' memory (``update_terms``) that
     also gives the entropy and its gradient, kept for the next ``entropy()``: the same
     numbers as the operators bit for bit, the gradients of torch.distributions, the
     same checks; the kept entropy is used once and not after an in-place change of the
@@ -698,7 +698,25 @@ def test_the_categorical_update_path(dtype, monkeypatch):
     with torch.no_grad():
         w.mul_(2.0)
     torch.testing.assert_close(d.entropy(), D.Categorical(logits=w).entropy(), **tol)
-    # other calls take the general path: a sample dim, a mask, int32 actions
+    # a mask of the logits' shape: the same path, against the operators and torch
+    mask = torch.rand(2, 7, 6, generator=g) > 0.4
+    mask[..., 0] = True
+    xm = torch.where(mask.gather(-1, x[..., None])[..., 0], x, torch.zeros_like(x))
+    calls.clear()
+    d = lft.Categorical(logits=logits, mask=mask)
+    lp, ent = d.log_prob(xm), d.entropy()
+    assert calls and d._lf_cache is None
+    assert torch.equal(lp, ops.log_prob.default(d._spec, xm, d._params, mask))
+    assert torch.equal(ent, lft.Categorical(logits=logits, mask=mask).entropy())
+    ref = D.Categorical(logits=logits.masked_fill(~mask, -math.inf))
+    loss = -(adv * lp).mean() - 0.01 * ent.mean()
+    ref_loss = -(adv * ref.log_prob(xm)).mean() - 0.01 * ref.entropy().mean()
+    torch.testing.assert_close(loss, ref_loss, **tol)
+    torch.testing.assert_close(grads(loss, (logits,))[0], grads(ref_loss, (logits,))[0], **tol)
+    assert (~mask[..., 1]).any()
+    with pytest.raises(ValueError, match="x contains masked actions"):
+        lft.Categorical(logits=logits, mask=mask).log_prob(torch.where(mask[..., 1], 0, 1))
+    # other calls take the general path: a sample dim, a broadcast mask, int32 actions
     calls.clear()
     lft.Categorical(logits=logits).log_prob(x.expand(3, 2, 7))
     lft.Categorical(logits=logits, mask=torch.ones(6, dtype=torch.bool)).log_prob(x)

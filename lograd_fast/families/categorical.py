@@ -788,27 +788,34 @@ def _update_rows(logits, mask, x, no_copy, rows, sums, lp, score, ent, grad):
     return 0, -1
 
 
-def update_terms(logits: np.ndarray, x: np.ndarray) -> tuple:
+def update_terms(logits: np.ndarray, x: np.ndarray, mask: np.ndarray | None = None) -> tuple:
     """``log_prob(x)`` ``(B,)``, its score ``(B, K)``, the entropy ``(B,)`` and its
-    gradient ``(B, K)`` of ``Categorical(logits)`` (``(B, K)`` float32/64 C-contiguous,
-    no mask) at ``B`` int64 class indices ``x``, in the logits' dtype, from one
-    compiled call: what an RL update asks (the torch adapter's ``log_prob`` then
+    gradient ``(B, K)`` of ``Categorical(logits, mask)`` (``(B, K)`` float32/64 and
+    bool, C-contiguous) at ``B`` int64 class indices ``x``, in the logits' dtype, from
+    one compiled call: what an RL update asks (the torch adapter's ``log_prob`` then
     ``entropy``), with the checks and the numbers of a construction, ``log_prob`` /
     ``score`` and ``entropy`` (the tables'), without the distribution object.  Raises
     the ValueError they would."""
     B, K = logits.shape
-    if logits.flags.writeable:  # the compiled checks' type: read-only arrays
-        logits = logits.view()
-        logits.flags.writeable = False
+    # the compiled checks' types: read-only arrays (the mask: as a construction's record)
+    logits, mask = (_read_only(a) for a in (logits, _NO_MASK if mask is None else mask))
     rows, sums = np.empty((3, B, K)), np.empty((2, B))
     lp, ent = np.empty((2, B), logits.dtype)
     score, grad = np.empty((2, B, K), logits.dtype)
-    code, i = _update_rows(logits, _NO_MASK, x, _NO_COPY[logits.dtype], rows, sums, lp, score,
+    code, i = _update_rows(logits, mask, x, _NO_COPY[logits.dtype], rows, sums, lp, score,
                            ent, grad)
     if code == 1:
-        check_rows(logits, _NO_MASK)  # raises, naming the row
+        check_rows(logits, mask)  # raises, naming the row
     _raise_bad_class(code - 1, i, x, K)
     return lp, score, ent, grad
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    if not a.flags.writeable:
+        return a
+    a = a.view()
+    a.flags.writeable = False
+    return a
 
 
 def _raise_bad_class(code: int, i: int, x: np.ndarray, K: int) -> None:
