@@ -402,13 +402,7 @@ def log_prob_and_score_flat(fam: Family, arrays: list, x: np.ndarray,
     At an RL update's size (64 x 6) a construction costs ~8 us before the kernel, this
     path ~4 (the layout checks, the private copies and the object are what it skips);
     the kernel is the same."""
-    flat = {}
-    for name, arr in zip(fam.param_names, arrays):
-        if arr.flags.writeable:  # the record's type: read-only arrays (one kernel)
-            arr = arr.view()
-            arr.flags.writeable = False
-        flat[name] = arr
-    rec = _record(fam, flat)
+    rec = _record(fam, {name: read_only(arr) for name, arr in zip(fam.param_names, arrays)})
     if _has_nan(x):
         raise ValueError("x contains NaN")
     n = x.shape[0]
@@ -416,6 +410,16 @@ def log_prob_and_score_flat(fam: Family, arrays: list, x: np.ndarray,
     scores = np.empty((len(arrays), n), x.dtype)
     cpu.log_prob_score(rec, x, lp, fam.scores_cls(*scores), n, E)
     return lp, scores
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` itself if it is read-only, else a read-only view of it: records hold
+    read-only arrays, so a family has one compiled type per dtype (one kernel, not two)."""
+    if not a.flags.writeable:
+        return a
+    a = a.view()
+    a.flags.writeable = False
+    return a
 
 
 def _record(fam: Family, flat: dict):

@@ -73,7 +73,14 @@ from .._engine.jit import (
     jitable_outline,
 )
 from .._engine.rng import buffered_stream, philox_block, philox_block_cpu, u01_f64
-from ..distribution import Distribution, Family, as_array, check_finite, cuda_backend
+from ..distribution import (
+    Distribution,
+    Family,
+    as_array,
+    check_finite,
+    cuda_backend,
+    read_only,
+)
 
 SMALL_N = 4  # draws per row up to which sampling reads the logits (no tables)
 # KL above this is taken directly (c - log Z_p + log Z_q: absolute error ~eps |logits|,
@@ -798,7 +805,7 @@ def update_terms(logits: np.ndarray, x: np.ndarray, mask: np.ndarray | None = No
     the ValueError they would."""
     B, K = logits.shape
     # the compiled checks' types: read-only arrays (the mask: as a construction's record)
-    logits, mask = (_read_only(a) for a in (logits, _NO_MASK if mask is None else mask))
+    logits, mask = (read_only(a) for a in (logits, _NO_MASK if mask is None else mask))
     rows, sums = np.empty((3, B, K)), np.empty((2, B))
     lp, ent = np.empty((2, B), logits.dtype)
     score, grad = np.empty((2, B, K), logits.dtype)
@@ -808,14 +815,6 @@ def update_terms(logits: np.ndarray, x: np.ndarray, mask: np.ndarray | None = No
         check_rows(logits, mask)  # raises, naming the row
     _raise_bad_class(code - 1, i, x, K)
     return lp, score, ent, grad
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    if not a.flags.writeable:
-        return a
-    a = a.view()
-    a.flags.writeable = False
-    return a
 
 
 def _raise_bad_class(code: int, i: int, x: np.ndarray, K: int) -> None:
@@ -991,9 +990,7 @@ def _prepare(flat: dict) -> dict:
     logits = flat["logits"]  # the caller's array (FAMILY.prepare_copies)
     if not logits.flags.c_contiguous:  # one compiled layout: C
         logits = np.ascontiguousarray(logits)
-    if logits.flags.writeable:  # a view: one compiled type, read-only arrays
-        logits = logits.view()
-        logits.flags.writeable = False
+    logits = read_only(logits)  # a view: one compiled type, read-only arrays
     own = np.empty(logits.shape, logits.dtype)
     check_rows(logits, mask, own=own)
     return {"logits": own} if "mask" in flat else {"logits": own, "mask": _NO_MASK}
