@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._engine import cpu
+from ._engine.dispatch import supports
+from ._engine.threads import CHUNK, ONE_PART_CHUNKS
 
 BACKENDS = ("cpu", "cuda", "numpy")
 _MAX_SEED = 2**64 - 1
@@ -402,14 +404,25 @@ def log_prob_and_score_flat(fam: Family, arrays: list, x: np.ndarray,
     At an RL update's size (64 x 6) a construction costs ~8 us before the kernel, this
     path ~4 (the layout checks, the private copies and the object are what it skips);
     the kernel is the same."""
-    rec = _record(fam, {name: read_only(arr) for name, arr in zip(fam.param_names, arrays)})
-    if _has_nan(x):
-        raise ValueError("x contains NaN")
     n = x.shape[0]
     lp = np.empty(n // E, x.dtype)
     scores = np.empty((len(arrays), n), x.dtype)
-    cpu.log_prob_score(rec, x, lp, fam.scores_cls(*scores), n, E)
+    s = fam.scores_cls(*scores)
+    if n < _ONE_CALL_ATOMS and supports(fam.params_cls, "prepare1"):
+        # one compiled call (checks, derived fields, kernel); a bad value falls through
+        # to the general path below, which raises the precise error
+        fields = np.empty((len(fam.params_cls._fields) - len(arrays), n))
+        if not cpu.checked_log_prob_score(fam.params_cls(*arrays, *fields), x, lp, s, E):
+            return lp, scores
+    rec = _record(fam, {name: read_only(arr) for name, arr in zip(fam.param_names, arrays)})
+    if _has_nan(x):
+        raise ValueError("x contains NaN")
+    cpu.log_prob_score(rec, x, lp, s, n, E)
     return lp, scores
+
+
+# the one-call path runs in the calling thread: larger calls split between threads
+_ONE_CALL_ATOMS = ONE_PART_CHUNKS * CHUNK
 
 
 def read_only(a: np.ndarray) -> np.ndarray:

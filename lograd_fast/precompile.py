@@ -141,6 +141,12 @@ def _warm_family(family: str, dtype: str) -> None:
             pass
     if family == "Normal":
         lf.measure_valued(d, fns["f"], 4, seed=1)
+    if supports(record, "prepare1"):  # the torch adapter's one-call update
+        from .distribution import log_prob_and_score_flat
+
+        fam = type(d).family  # writeable arrays, as the adapter's tensors give
+        log_prob_and_score_flat(fam, [np.array(getattr(d._record, name))
+                                      for name in fam.param_names], np.array(x[0]))
     if family == "Categorical":  # the torch adapter's update calls
         from .families import categorical
 

@@ -234,6 +234,68 @@ def test_log_prob_and_score_in_one_pass_equal_the_separate_calls(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["Normal", "TanhNormal"])
+def test_the_one_call_update_path_equals_the_general_one(name, dtype, monkeypatch):
+    """``log_prob_and_score_flat`` (the adapters' update) of a family with a compiled
+    ``prepare1``: one compiled call (``cpu.checked_log_prob_score``: the checks, the
+    derived fields, the kernel), bitwise the general path's log-probs and scores (one
+    atom and three per item), and for every bad value the general path's error; calls
+    of ``_ONE_CALL_ATOMS`` atoms or more take the general path."""
+    from lograd_fast import distribution as dist_mod
+    from lograd_fast._engine import cpu
+    from lograd_fast.families import FAMILY_CLASSES
+
+    fam = FAMILY_CLASSES[name].family
+    calls = []
+    one_call = cpu.checked_log_prob_score
+    monkeypatch.setattr(cpu, "checked_log_prob_score",
+                        lambda *a: calls.append(1) or one_call(*a))
+    rng = np.random.default_rng(5)
+    loc = rng.normal(size=12).astype(dtype)
+    log_scale = (0.3 * rng.normal(size=12)).astype(dtype)
+    x = rng.normal(size=12).astype(dtype)
+    if name == "TanhNormal":
+        x = np.tanh(x)
+
+    one_call_atoms = dist_mod._ONE_CALL_ATOMS
+
+    def both(loc, log_scale, x, E):
+        """(the one-call path's result or error, the general path's)"""
+        got = []
+        for limit in (one_call_atoms, 0):
+            monkeypatch.setattr(dist_mod, "_ONE_CALL_ATOMS", limit)
+            try:
+                got.append(dist_mod.log_prob_and_score_flat(fam, [loc, log_scale], x, E))
+            except ValueError as exc:
+                got.append(str(exc))
+        return got
+
+    for E in (1, 3):
+        calls.clear()
+        (lp, s), (lp_ref, s_ref) = both(loc, log_scale, x, E)
+        assert calls == [1]  # the one-call path was taken, the general one was not
+        assert lp.shape == (12 // E,) and lp.dtype == dtype and s.dtype == dtype
+        np.testing.assert_array_equal(lp, lp_ref)
+        np.testing.assert_array_equal(s, s_ref)
+    bad = [("loc", 4, np.nan), ("log_scale", 7, np.inf), ("log_scale", 2, -1000.0),
+           ("x", 5, np.nan)]
+    if name == "Normal":  # the draws' extent check: loc + 9.2 scale beyond the dtype
+        bad.append(("log_scale", 3, np.log(np.finfo(dtype).max / 4)))
+    arrays = {"loc": loc, "log_scale": log_scale, "x": x}
+    for which, i, value in bad:
+        changed = {k: v.copy() for k, v in arrays.items()}
+        changed[which][i] = value
+        if which == "log_scale" and i == 3:  # with a large loc
+            changed["loc"][3] = np.finfo(dtype).max / 2
+        one, general = both(changed["loc"], changed["log_scale"], changed["x"], 1)
+        assert isinstance(one, str) and one == general, (which, value)
+    monkeypatch.setattr(dist_mod, "_ONE_CALL_ATOMS", 12)  # 12 atoms: the general path
+    calls.clear()
+    dist_mod.log_prob_and_score_flat(fam, [loc, log_scale], x, 1)
+    assert not calls
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rl_step_path_equals_the_general_one(case, dtype):
     """``sample_and_score(None)`` without ``out`` (the RL step) runs through a cached
     call plan (``cpu.sample_score_step``): bitwise what the general path (``out=``

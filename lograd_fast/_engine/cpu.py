@@ -73,13 +73,13 @@ _NONNEG = np.int64(2**62 - 1)
 # Categorical.sample_and_score 2.05 -> 1.64 s).  The copies are cached on disk like any
 # kernel (``_engine/cache.py``), under the driver's name and the family's.
 _FAMILY_OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1",
-               "reflect1", "reparam1", "sample_run1", "sample_score_run1")
+               "reflect1", "reparam1", "sample_run1", "sample_score_run1", "prepare1")
 _SPECIALISED: dict = {}
 # the family's record classes, bound in each specialised copy (see ``_for``)
 Params = Scores = None
 # optional: a family's own loops over a run of atoms of consecutive batch elements
 # (``dispatch.py``); None where it has none (the driver's branch is compiled out)
-sample_run1 = sample_score_run1 = None
+sample_run1 = sample_score_run1 = prepare1 = None
 
 
 @njit(inline="always")
@@ -343,6 +343,40 @@ def score(p, x, s, B):
 def log_prob_score(p, x, out, s, B, E):
     run_split(_for(_log_prob_score_range, p, s), (tuple(p), x, out, tuple(s), B, E),
               out.shape[0], per_items(E))
+
+
+# --------------------------------------------------------------------------- checked log_prob
+@_generic
+def _checked_log_prob_score_range(pt, x, out, st, E):
+    # The adapters' flat update path (log_prob_and_score_flat): one atom per element of
+    # the flat parameters, ``len(out) * E`` atoms, and everything in this one call --
+    # the construction's checks and derived fields (the family's ``prepare1``, into the
+    # record's scratch fields), x's NaN check, the log-probs and scores.  Returns 0, or
+    # 1 (a bad parameter) / 2 (NaN in x) with nothing more computed: the caller then
+    # takes the general path, whose checks raise the precise error.  One call instead of
+    # three: inside a torch update each compiled call costs 5-9 us (cold caches after
+    # the backward), ~1-3 us in a tight loop (measured, /tmp scripts in docs/rl.md).
+    p, s = Params(*pt), Scores(*st)
+    if prepare1(p):
+        return 1
+    for a in range(x.shape[0]):
+        if np.isnan(x[a]):
+            return 2
+    a = 0
+    for g in range(out.shape[0]):
+        acc = 0.0
+        for _ in range(E):
+            acc += log_prob1(p, a, x, a)
+            score1(p, a, x, a, s)
+            a += 1
+        out[g] = acc
+    return 0
+
+
+def checked_log_prob_score(p, x, out, s, E) -> int:
+    """:func:`_checked_log_prob_score_range` of the record ``p`` (whose derived fields
+    are scratch, filled by the call), one part (the caller keeps it small)."""
+    return _for(_checked_log_prob_score_range, p, s)(tuple(p), x, out, tuple(s), E)
 
 
 def _pass_sizes(n: int, E: int, out_dtype) -> tuple[int, bool]:

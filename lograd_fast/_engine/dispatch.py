@@ -43,6 +43,12 @@ Optional entry points (a family provides them when its maths allows):
     log-probs into ``lps[k ..]``, the same numbers; for maths whose per-element loops
     are too short to vectorise (Categorical's exps over a few classes: one loop over
     many rows)
+``prepare1(p) -> bool``
+    CPU only: what the family's ``prepare`` does, compiled -- fill the record's derived
+    fields (float64 arrays after the parameters, one element per atom, scratch on
+    entry) from its parameters and return whether any value is invalid (the caller
+    then runs ``prepare`` for the error); for the adapters' one-call update path
+    (``cpu.checked_log_prob_score``)
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ reflect1 = dispatch_on_record("reflect1", REGISTRY, 3)
 reparam1 = dispatch_on_record("reparam1", REGISTRY, 5)
 
 OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1")
-OPTIONAL_OPS = ("reflect1", "reparam1", "sample_run1", "sample_score_run1")
+OPTIONAL_OPS = ("reflect1", "reparam1", "sample_run1", "sample_score_run1", "prepare1")
 
 
 def supports(params_cls: type, op: str) -> bool:

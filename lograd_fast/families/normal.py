@@ -118,6 +118,11 @@ class scalar:
 
     @staticmethod
     @jitable
+    def prepare1(p):  # _prepare's checks and fields (the draws' extent limit included)
+        return prepare_scale1(p, np.finfo(p.loc.dtype).max)
+
+    @staticmethod
+    @jitable
     def reflect1(p, b, x, i):
         x[i] = 2.0 * np.float64(p.loc[b]) - np.float64(x[i])
 
@@ -210,6 +215,15 @@ def _scale_fields(loc, log_scale, scale, inv_scale, z_tail, limit, lo, hi):
             & (abs(mu) + z_tail * sc <= limit)
         bad |= not ok
     return bad
+
+
+@jitable
+def prepare_scale1(p, extent_limit):
+    """:func:`prepare_scale` of the record ``p`` compiled (the ``prepare1`` of the
+    location-scale families, ``dispatch.py``): its fields into ``p``'s scratch, whether
+    a value is bad."""
+    return _scale_fields(p.loc, p.log_scale, p.scale, p.inv_scale, Z_TAIL, extent_limit,
+                         0, p.loc.shape[0])
 
 
 def _first_bad_scale(loc, log_scale, scale, inv_scale, limit) -> tuple[int, int]:

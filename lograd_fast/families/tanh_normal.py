@@ -82,7 +82,7 @@ from .._engine.rng import Variates, normal_variate
 from ..distribution import Distribution, Family
 from .normal import _entropy as _normal_entropy
 from .normal import _kl as _normal_kl
-from .normal import _log_prob_z, prepare_scale
+from .normal import _log_prob_z, prepare_scale, prepare_scale1
 
 LOG_2 = 0.6931471805599453
 INV_SQRT_2PI = 0.3989422804014327
@@ -226,6 +226,11 @@ class scalar:
     @jitable
     def sample1(p, b, st, x, i):
         _draw(p, b, st, x, i)
+
+    @staticmethod
+    @jitable
+    def prepare1(p):  # prepare_scale's checks and fields (no extent limit)
+        return prepare_scale1(p, np.inf)
 
     @staticmethod
     @jitable
