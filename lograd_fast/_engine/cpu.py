@@ -354,8 +354,9 @@ def _checked_log_prob_score_range(pt, x, out, st, E):
     # record's scratch fields), x's NaN check, the log-probs and scores.  Returns 0, or
     # 1 (a bad parameter) / 2 (NaN in x) with nothing more computed: the caller then
     # takes the general path, whose checks raise the precise error.  One call instead of
-    # three: inside a torch update each compiled call costs 5-9 us (cold caches after
-    # the backward), ~1-3 us in a tight loop (measured, /tmp scripts in docs/rl.md).
+    # three: inside a torch update (the (64, 6) Normal update of ``bench.rl``, each of
+    # the three calls added in turn, round-robin) they cost 5.5-8.6 us each, against
+    # 1.0-4.7 in a loop of that call alone -- caches the backward evicted (docs/rl.md).
     p, s = Params(*pt), Scores(*st)
     if prepare1(p):
         return 1
