@@ -51,6 +51,24 @@ def test_breakdown_line_reports_every_stage():
     assert "Categorical update at B = 4" in line and "floor" in line
 
 
+@pytest.mark.parametrize("family", ["Categorical", "Normal"])
+def test_the_ppo_update_does_the_same_work_with_both_libraries(family):
+    """``ppo_minibatch`` (the in-client phases of docs/rl.md): from the same seed both
+    libraries give the same loss and leave the same networks after two updates; the
+    phases' timings cover every phase, for both."""
+    ours, theirs = rl.ppo_minibatch(family, B=16), rl.ppo_minibatch(family, B=16)
+    for _ in range(2):
+        assert ours(lft) == pytest.approx(theirs(td), rel=1e-5, abs=1e-6)
+    for a, b in zip(ours.params, theirs.params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    phases = rl.ppo_update_phases(family, B=8, rounds=1, n=2)
+    assert set(phases) == {rl.OURS, rl.THEIRS}
+    for per in phases.values():
+        assert tuple(per) == rl.PPO_PHASES and all(t >= 0 for t in per.values())
+    line = rl.ppo_phases_line(family, phases)
+    assert line.startswith(family) and "whole update" in line
+
+
 def test_the_measurements_run_with_torchs_default_validation():
     """torch.compile turns torch.distributions' argument validation off for the whole
     process; the RL measurements set torch's default (on) and restore what was set."""

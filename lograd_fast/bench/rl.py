@@ -43,6 +43,9 @@ A = 6  # action dims of the Normal policy
 TARGET = 0.8  # lograd_fast's time / torch's, at most
 OURS, THEIRS = "lograd_fast.torch", "torch.distributions"
 PPO_STEPS = 16384  # environment steps of the benchmark's PPO runs
+#: PPO runs per library and env (alternating; the least CPU is kept): a single run of
+#: ~1.4 s CPU varies by ~0.05 s between processes, as much as the libraries differ
+PPO_RUNS = 3
 STAGES = ("build", "forward", "full", "floor")  # of an update, see make_call
 
 
@@ -225,6 +228,108 @@ def breakdown_line(family: str, B: int, parts: dict[str, dict[str, float]]) -> s
               f"the distribution (torch.distributions takes {us(theirs - floor)}).")
 
 
+#: the phases of :func:`ppo_update_phases`, in order
+PPO_PHASES = ("actor", "distribution", "loss", "backward", "optimiser")
+
+
+def ppo_minibatch(family: str, B: int = 128, seed: int = 0) -> Callable:
+    """One PPO minibatch update as ``examples/ppo.py`` runs it -- its networks (fresh,
+    seeded), loss, Adam and gradient clipping; CartPole's sizes for Categorical (4
+    observations, 2 classes), Pendulum's for Normal (3 observations, 1 action dim) --
+    as ``update(lib, into=None) -> loss``: ``lib`` builds the distribution; ``into``,
+    a dict, gathers the CPU seconds of each phase (:data:`PPO_PHASES`)."""
+    import torch
+
+    n_obs, n_act = (4, 2) if family == "Categorical" else (3, 1)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+
+    def mlp(out: int) -> torch.nn.Sequential:
+        return torch.nn.Sequential(torch.nn.Linear(n_obs, 64), torch.nn.Tanh(),
+                                   torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                                   torch.nn.Linear(64, out))
+
+    actor, critic = mlp(n_act), mlp(1)
+    log_std = torch.nn.Parameter(torch.zeros(n_act))
+    params = [*actor.parameters(), *critic.parameters()] + \
+        ([log_std] if family == "Normal" else [])
+    opt = torch.optim.Adam(params, lr=2.5e-4, eps=1e-5)
+    obs = torch.randn(B, n_obs, generator=g)
+    act = torch.randint(0, n_act, (B,), generator=g) if family == "Categorical" \
+        else torch.randn(B, n_act, generator=g)
+    old_lp, adv, ret = (torch.randn(B, generator=g) for _ in range(3))
+    clock = time.process_time
+
+    def update(lib, into: dict | None = None) -> float:
+        t = [clock()]
+        out = actor(obs)
+        t.append(clock())
+        if family == "Categorical":
+            d = lib.Categorical(logits=out)
+            lp, ent = d.log_prob(act), d.entropy()
+        else:
+            d = lib.Normal(out, log_std.exp().expand(B, n_act))
+            lp, ent = d.log_prob(act).sum(-1), d.entropy().sum(-1)
+        t.append(clock())
+        ratio = torch.exp(lp - old_lp)
+        a = (adv - adv.mean()) / (adv.std() + 1e-8)
+        pg = torch.max(-a * ratio, -a * torch.clamp(ratio, 0.8, 1.2))
+        v_loss = 0.5 * ((critic(obs).squeeze(-1) - ret) ** 2).mean()
+        loss = pg.mean() - 0.01 * ent.mean() + 0.5 * v_loss
+        t.append(clock())
+        opt.zero_grad()
+        loss.backward()
+        t.append(clock())
+        torch.nn.utils.clip_grad_norm_(params, 0.5)
+        opt.step()
+        t.append(clock())
+        if into is not None:
+            for phase, t0, t1 in zip(PPO_PHASES, t, t[1:]):
+                into[phase] += t1 - t0
+        return float(loss)
+
+    update.params = params
+    return update
+
+
+def ppo_update_phases(family: str, B: int = 128, rounds: int = 10,
+                      n: int = 200) -> dict[str, dict[str, float]]:
+    """:func:`ppo_minibatch` timed by phase inside the real client: ``{library: {phase:
+    CPU seconds per update}}`` ("distribution": build, ``log_prob``, ``entropy``); the
+    libraries alternate in rounds of ``n`` updates of one network, one thread.
+
+    Unlike :func:`make_call` this keeps the rest of the update around the
+    distribution's calls: what each library's code leaves in the caches (and costs the
+    torch operations after it) counts where users meet it."""
+    _, libs = _libraries()
+    with _OneThread():
+        update = ppo_minibatch(family, B)
+        totals = {name: dict.fromkeys(PPO_PHASES, 0.0) for name in libs}
+        for lib in libs.values():
+            update(lib)  # first calls (kernel loads) outside the timings
+        for _ in range(rounds):
+            for name, lib in libs.items():
+                for _ in range(n):
+                    update(lib, totals[name])
+    return {name: {k: v / (rounds * n) for k, v in per.items()}
+            for name, per in totals.items()}
+
+
+def ppo_phases_line(family: str, phases: dict[str, dict[str, float]]) -> str:
+    """Markdown sentence: the phases of :func:`ppo_update_phases` per library (µs)."""
+    cells = []
+    for name in (OURS, THEIRS):
+        p = phases[name]
+        cells.append(f"{name} " + ", ".join(f"{k} {v * 1e6:.0f}" for k, v in p.items())
+                     + f" (total {sum(p.values()) * 1e6:.0f})")
+    ours, theirs = (phases[name]["distribution"] for name in (OURS, THEIRS))
+    after = [sum(phases[name][k] for k in PPO_PHASES[2:]) for name in (OURS, THEIRS)]
+    return (f"{family} (µs per update): " + "; ".join(cells)
+            + f"; distribution calls {ours / theirs:.2f}×, the phases after them "
+              f"{after[0] / after[1]:.2f}×, the whole update "
+              f"{sum(phases[OURS].values()) / sum(phases[THEIRS].values()):.2f}×.")
+
+
 def ppo_example() -> Path | None:
     """``examples/ppo.py`` of the source tree, if this is one."""
     path = Path(__file__).resolve().parents[2] / "examples" / "ppo.py"
@@ -344,8 +449,8 @@ def case_rl_ppo(ctx: Context) -> Row:
             or ppo_example() is None:
         return _skipped("rl-ppo", "PPO (examples/ppo.py)", "needs torch, gymnasium and the "
                         "source tree's examples/")
-    steps = 4096 if ctx.quick else PPO_STEPS
-    res = measure_ppo(steps)
+    steps, runs = (4096, 1) if ctx.quick else (PPO_STEPS, PPO_RUNS)
+    res = measure_ppo(steps, runs)
     times = {}
     for env, per in res.items():
         for dist, r in per.items():
@@ -354,7 +459,8 @@ def case_rl_ppo(ctx: Context) -> Row:
               for env, per in res.items()}
     primary, baseline = f"CartPole-v1 {OURS}", f"CartPole-v1 {THEIRS}"
     note = ("whole-run CPU, lograd_fast / torch: " + ", ".join(
-        f"{env} {r:.2f}×" for env, r in ratios.items()) + f" ({steps} steps, one thread)")
+        f"{env} {r:.2f}×" for env, r in ratios.items()) + f" ({steps} steps, one thread, "
+        f"the least CPU of {runs} runs per library)")
     return Row("rl-ppo", "PPO (examples/ppo.py), CPU per environment step",
                f"{steps} steps", times, "whole run: less CPU with lograd_fast",
                all(r < 1.0 for r in ratios.values()), primary=primary, baseline=baseline,
