@@ -30,7 +30,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._engine import cpu
-from ._engine.dispatch import supports
 from ._engine.threads import CHUNK, ONE_PART_CHUNKS
 
 BACKENDS = ("cpu", "cuda", "numpy")
@@ -392,33 +391,35 @@ def _layout(fam: Family, params: dict, extra: dict, event_ndims: Any,
 
 
 def log_prob_and_score_flat(fam: Family, arrays: list, x: np.ndarray,
-                            E: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                            E: int = 1) -> np.ndarray:
     """``log_prob(x)`` and the scores for the adapters' lean path, without a
     distribution object: ``arrays`` are the family's parameters as flat C-contiguous
     float arrays of ``x``'s dtype and length (one atom each: no sample axis, no
     broadcast, scalar parameters), ``x`` flat, ``E`` atoms per item.  Checks as a
     construction and :meth:`Distribution.log_prob` make them (the family's ``prepare``,
     ``x`` not NaN); for families without checks of ``x`` beyond those (the caller asks:
-    :func:`lean_eligible`).  Returns ``(log_prob (n // E,), scores (n_params, n))``.
+    :func:`lean_eligible`).  Returns one block ``(1 + n_params, n)``: row 0 holds the
+    ``n // E`` log-probs (first), the other rows the scores.
 
     At an RL update's size (64 x 6) a construction costs ~8 us before the kernel, this
     path ~4 (the layout checks, the private copies and the object are what it skips);
-    the kernel is the same."""
+    for families with a compiled ``prepare1`` (Normal, TanhNormal) it is one compiled
+    call.  One output block: the torch adapter wraps it once (``torch.from_numpy``)."""
     n = x.shape[0]
-    lp = np.empty(n // E, x.dtype)
-    scores = np.empty((len(arrays), n), x.dtype)
-    s = fam.scores_cls(*scores)
-    if n < _ONE_CALL_ATOMS and supports(fam.params_cls, "prepare1"):
-        # one compiled call (checks, derived fields, kernel); a bad value falls through
-        # to the general path below, which raises the precise error
-        fields = np.empty((len(fam.params_cls._fields) - len(arrays), n))
-        if not cpu.checked_log_prob_score(fam.params_cls(*arrays, *fields), x, lp, s, E):
-            return lp, scores
+    block = np.empty((1 + len(arrays), n), x.dtype)
+    lp, scores = block[0, :n // E], block[1:]
+    if n < _ONE_CALL_ATOMS:
+        run = cpu.checked_log_prob_score(fam.params_cls, fam.scores_cls, x.dtype)
+        if run is not None:  # checks, derived fields and kernel in one call; a bad
+            # value falls through to the general path below, which raises its error
+            fields = np.empty((len(fam.params_cls._fields) - len(arrays), n))
+            if not run((*arrays, *fields), x, lp, tuple(scores), E):
+                return block
     rec = _record(fam, {name: read_only(arr) for name, arr in zip(fam.param_names, arrays)})
     if _has_nan(x):
         raise ValueError("x contains NaN")
-    cpu.log_prob_score(rec, x, lp, s, n, E)
-    return lp, scores
+    cpu.log_prob_score(rec, x, lp, fam.scores_cls(*scores), n, E)
+    return block
 
 
 # the one-call path runs in the calling thread: larger calls split between threads

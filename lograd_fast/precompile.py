@@ -147,6 +147,9 @@ def _warm_family(family: str, dtype: str) -> None:
         fam = type(d).family  # writeable arrays, as the adapter's tensors give
         log_prob_and_score_flat(fam, [np.array(getattr(d._record, name))
                                       for name in fam.param_names], np.array(x[0]))
+        from ._engine import cpu  # its call on raw pointers (a cfunc: cached at creation)
+
+        cpu.checked_log_prob_score_raw(fam.params_cls, fam.scores_cls, d.dtype)
     if family == "Categorical":  # the torch adapter's update calls
         from .families import categorical
 

@@ -150,7 +150,21 @@ LOCATORS = """
             for v in value.values():
                 yield from dispatchers(v)
 
+    # the torch adapter's raw-pointer update calls are Numba cfuncs, cached alike
+    import numpy as np
+    from lograd_fast._engine import cpu
+    from lograd_fast.families import FAMILY_CLASSES
+    fam = FAMILY_CLASSES["Normal"].family
+    cpu.checked_log_prob_score_raw(fam.params_cls, fam.scores_cls, np.float64)
+    cfuncs = [c for _, c in cpu._RAW.values() if c is not None]
+    assert cfuncs
+
     seen, wrong = 0, []
+    for c in cfuncs:
+        seen += 1
+        locator = type(c._cache._impl._locator).__name__
+        if locator != "PackageHashLocator":
+            wrong.append(f"cfunc {c._pyfunc.__name__} -> {locator}")
     for name, module in list(sys.modules.items()):
         if name.startswith("lograd_fast"):
             for attr, value in list(vars(module).items()):

@@ -246,10 +246,15 @@ def test_the_one_call_update_path_equals_the_general_one(name, dtype, monkeypatc
     from lograd_fast.families import FAMILY_CLASSES
 
     fam = FAMILY_CLASSES[name].family
+    other = FAMILY_CLASSES["Exponential"].family  # no prepare1: the general path
+    assert cpu.checked_log_prob_score(other.params_cls, other.scores_cls, dtype) is None
     calls = []
-    one_call = cpu.checked_log_prob_score
-    monkeypatch.setattr(cpu, "checked_log_prob_score",
-                        lambda *a: calls.append(1) or one_call(*a))
+    one_call = cpu.checked_log_prob_score(fam.params_cls, fam.scores_cls, dtype)
+
+    def counted(*args):
+        calls.append(1)
+        return one_call(*args)
+    monkeypatch.setattr(cpu, "checked_log_prob_score", lambda *a: counted)
     rng = np.random.default_rng(5)
     loc = rng.normal(size=12).astype(dtype)
     log_scale = (0.3 * rng.normal(size=12)).astype(dtype)
@@ -272,11 +277,11 @@ def test_the_one_call_update_path_equals_the_general_one(name, dtype, monkeypatc
 
     for E in (1, 3):
         calls.clear()
-        (lp, s), (lp_ref, s_ref) = both(loc, log_scale, x, E)
+        block, ref = both(loc, log_scale, x, E)
         assert calls == [1]  # the one-call path was taken, the general one was not
-        assert lp.shape == (12 // E,) and lp.dtype == dtype and s.dtype == dtype
-        np.testing.assert_array_equal(lp, lp_ref)
-        np.testing.assert_array_equal(s, s_ref)
+        assert block.shape == (3, 12) and block.dtype == dtype
+        np.testing.assert_array_equal(block[0, :12 // E], ref[0, :12 // E])  # log-probs
+        np.testing.assert_array_equal(block[1:], ref[1:])  # scores
     bad = [("loc", 4, np.nan), ("log_scale", 7, np.inf), ("log_scale", 2, -1000.0),
            ("x", 5, np.nan)]
     if name == "Normal":  # the draws' extent check: loc + 9.2 scale beyond the dtype

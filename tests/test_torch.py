@@ -600,10 +600,17 @@ def test_the_update_path_without_a_lograd_fast_distribution(dtype, monkeypatch):
     the same checks; other calls (a sample dim, a strided parameter) take the general
     path.  Checked to be taken, so that the comparison means something."""
     ops = torch.ops.lograd_fast
-    calls = []
+    calls = []  # the lean path taken: on raw pointers, or through numpy (bad values)
     flat = lft.log_prob_and_score_flat
     monkeypatch.setattr(lft, "log_prob_and_score_flat",
-                        lambda *a, **k: calls.append(1) or flat(*a, **k))
+                        lambda *a, **k: calls.append("numpy") or flat(*a, **k))
+    runner = lft._raw_runner
+
+    def counted_runner(name, dtype):
+        run = runner(name, dtype)
+        assert run is not None  # Normal and TanhNormal have the raw-pointer call
+        return lambda *a: calls.append("raw") or run(*a)
+    monkeypatch.setattr(lft, "_raw_runner", counted_runner)
     g = torch.Generator().manual_seed(3)
     mean = torch.randn(5, 3, generator=g, dtype=dtype).requires_grad_()
     std = (0.3 * torch.randn(3, generator=g, dtype=dtype)).exp().requires_grad_()
@@ -655,7 +662,36 @@ def test_the_update_path_without_a_lograd_fast_distribution(dtype, monkeypatch):
         lft.Normal(mean * math.nan, std.expand(5, 3)).log_prob(x)
     with pytest.raises(ValueError, match="scale must be positive"):
         lft.Normal(mean, -std.expand(5, 3)).log_prob(x)
-    assert len(calls) == 3
+    assert calls == ["raw", "numpy"] * 3  # the raw call refuses, numpy's route raises
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_raw_pointer_update_call_equals_the_numpy_route(dtype, monkeypatch):
+    """The update's log_prob on the tensors' raw pointers (a ``cfunc`` called through
+    ctypes) gives bit for bit what the numpy route gives (``log_prob_and_score_flat``),
+    Normal and TanhNormal, one atom per item and three; its log-prob is a tensor of its
+    own (modified in place like torch's, not a view into the scores)."""
+    g = torch.Generator().manual_seed(8)
+    mean = torch.randn(4, 3, generator=g, dtype=dtype).requires_grad_()
+    std = (0.3 * torch.randn(4, 3, generator=g, dtype=dtype)).exp().requires_grad_()
+    x = torch.randn(4, 3, generator=g, dtype=dtype)
+    for cls, value in ((lft.Normal, x), (lft.TanhNormal, torch.tanh(x))):
+        for ev in (0, 1):
+            d = cls(mean, std, event_ndims=ev)
+            raw = d._flat_log_prob_score(value, d._params)
+            with monkeypatch.context() as m:
+                m.setattr(lft, "_raw_runner", lambda name, dtype: None)
+                ref = d._flat_log_prob_score(value, d._params)
+            assert torch.equal(raw[0], ref[0]) and raw[0].shape == ref[0].shape
+            assert len(raw[1]) == len(ref[1]) == 2
+            for a, b in zip(raw[1], ref[1]):
+                assert torch.equal(a, b) and a.shape == b.shape
+            assert raw[0]._base is None
+    lp = lft.Normal(mean, std).log_prob(x)
+    lp.mul_(2.0)  # as torch's log_prob allows
+    lp.sum().backward()
+    ref = (2.0 * D.Normal(mean.detach().requires_grad_(), std.detach()).log_prob(x)).sum()
+    torch.testing.assert_close(lp.sum(), ref)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -286,7 +286,7 @@ def ppo_minibatch(family: str, B: int = 128, seed: int = 0) -> Callable:
         if into is not None:
             for phase, t0, t1 in zip(PPO_PHASES, t, t[1:]):
                 into[phase] += t1 - t0
-        return float(loss)
+        return float(loss.detach())
 
     update.params = params
     return update
