@@ -137,6 +137,9 @@ def _make_spec(cls: type, event_ndims: int, kw: dict) -> str:
 def _broadcast(*shapes) -> tuple:
     """``torch.broadcast_shapes`` (which costs ~30 us through its symbolic-shape checks)
     for plain int shapes; symbolic shapes (fake tensors) take torch's."""
+    first = shapes[0]
+    if len(shapes) == 2 and first == shapes[1]:  # the common call (two equal shapes)
+        return tuple(first)
     shapes = [tuple(s) for s in shapes]
     first = shapes[0]
     if all(s == first for s in shapes):
@@ -1128,6 +1131,7 @@ class Distribution(_td.Distribution):
     # a flat update path (_flat_log_prob_score): the family takes
     # log_prob_and_score_flat, or the class has a path of its own (set per class below)
     _flat_ok = False
+    _param_event_ndims: tuple = ()  # the family's, per class (set below)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -1135,6 +1139,7 @@ class Distribution(_td.Distribution):
         if name is not None:
             cls._flat_ok = lean_eligible(FAMILY_CLASSES[name]) or \
                 "_flat_log_prob_score" in cls.__dict__
+            cls._param_event_ndims = FAMILY_CLASSES[name].family.param_event_ndims
 
     def _init(self, params: list, spec: str, event_ndims: int, validate_args,
               extra_lead: tuple = ()) -> None:
@@ -1145,8 +1150,9 @@ class Distribution(_td.Distribution):
             self._mask is None or type(self._mask) is torch.Tensor)
         self._spec = spec
         self._event_ndims = int(event_ndims)
-        leads = [p.shape[: p.dim() - t] for p, t in zip(
-            params, FAMILY_CLASSES[self._lf_name].family.param_event_ndims)]
+        ndims = self._param_event_ndims
+        leads = [p.shape for p in params] if not any(ndims) else [
+            p.shape[: p.dim() - t] for p, t in zip(params, ndims)]
         if extra_lead:
             leads.append(extra_lead)
         full = _broadcast(*leads)
@@ -1157,7 +1163,10 @@ class Distribution(_td.Distribution):
         self._full_shape = torch.Size(full)
         self._core = tuple(full)  # the trailing dims of a value (the classes' draws are scalars)
         # validation runs in the kernels of every call (see the module docstring)
-        super().__init__(torch.Size(full[:k]), torch.Size(full[k:]), validate_args=False)
+        if self._event_ndims:
+            super().__init__(torch.Size(full[:k]), torch.Size(full[k:]), validate_args=False)
+        else:
+            super().__init__(self._full_shape, _NO_SHAPE, validate_args=False)
         self._validate_args = _td.Distribution._validate_args if validate_args is None \
             else bool(validate_args)
 
@@ -1207,6 +1216,8 @@ class Distribution(_td.Distribution):
             value = value.to(torch.promote_types(value.dtype, self.dtype)
                              if value.is_floating_point() else self.dtype)
         core = self._core
+        if value.shape == core:  # the common case: the full shape, no sample dims
+            return value
         k = len(core)
         if value.dim() < k or tuple(value.shape[value.dim() - k:]) != core:
             try:
@@ -1239,16 +1250,18 @@ class Distribution(_td.Distribution):
         lograd_fast distribution (a private copy of the parameters, checked layouts:
         ~8 us of an update); None where the call needs the general path."""
         shape = x.shape
-        if self._mask is not None or x.dtype != params[0].dtype or not x.is_contiguous() \
-                or not all(p.shape == shape and p.is_contiguous() for p in params):
+        if self._mask is not None or x.dtype != params[0].dtype or not x.is_contiguous():
             return None
+        for p in params:
+            if p.shape != shape or not p.is_contiguous():
+                return None
         k = self._event_ndims
         E = math.prod(shape[len(shape) - k:]) if k else 1
         n = x.numel()
         run = _raw_runner(self._lf_name, x.dtype) if 0 < n < _ONE_CALL_ATOMS else None
         if run is not None:  # the compiled call on the tensors' memory (see
             # cpu.checked_log_prob_score_raw; layouts, dtypes and lengths checked above)
-            lp = torch.empty(shape[:len(shape) - k], dtype=x.dtype)
+            lp = torch.empty(shape[:len(shape) - k] if k else shape, dtype=x.dtype)
             scores = torch.empty((2,) + tuple(shape), dtype=x.dtype)
             first, row = scores.data_ptr(), n * x.element_size()
             if not run(params[0].data_ptr(), params[1].data_ptr(), x.data_ptr(),
