@@ -859,3 +859,31 @@ def test_cuda_calls_route_by_draws_and_fall_back_to_the_cpu_kernels(monkeypatch)
         assert not lft._gpu_sized(params, big)
     monkeypatch.setattr(lft, "CUDA_MIN_ELEMENTS", 0)
     assert lft._gpu_sized(params, 1)
+
+
+def test_the_update_runs_with_numbas_jit_disabled():
+    """``NUMBA_DISABLE_JIT=1`` (debugging: every kernel as plain Python) runs the
+    library and the adapter's update -- without the raw-pointer call, which needs the
+    compiler -- with torch.distributions' numbers.  (Importing the kernels once failed
+    under it: a decorator read the dispatcher's ``py_func`` of a plain function.)"""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import torch, lograd_fast.torch as lft, torch.distributions as td
+m = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+s = (torch.rand(3, 2, dtype=torch.float64) + 0.5).requires_grad_()
+a = torch.randn(3, 2, dtype=torch.float64)
+ours, ref = lft.Normal(m, s).log_prob(a), td.Normal(m, s).log_prob(a)
+torch.testing.assert_close(ours, ref)
+for x, y in zip(torch.autograd.grad(ours.sum(), (m, s)), torch.autograd.grad(ref.sum(), (m, s))):
+    torch.testing.assert_close(x, y)
+assert list(lft._RAW_RUNNERS.values()) == [None]
+c = lft.Categorical(logits=torch.zeros(2, 3))
+assert c.sample().shape == (2,)
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
