@@ -121,7 +121,8 @@ def always_inline(kernel: Callable) -> Callable:
     at the IR level).  Marking the linked copy ``alwaysinline`` gives that run time
     back while the kernel is still typed and optimised once, and loaded from the
     disk cache (the module used for linking is cached with the machine code)."""
-    _ALWAYS_INLINE.add(getattr(kernel, "py_func", kernel).__name__)  # (NUMBA_DISABLE_JIT: a function)
+    # (under NUMBA_DISABLE_JIT=1 the kernel is a plain function)
+    _ALWAYS_INLINE.add(getattr(kernel, "py_func", kernel).__name__)
     _patch_linking()
     return kernel
 
