@@ -176,6 +176,55 @@ def test_runs_of_rows_equal_the_tables_bitwise(dtype, K):
             np.testing.assert_array_equal(draws, want[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K", [2, 6, 70, 512])
+def test_first_log_prob_and_entropy_in_runs_equal_the_tables_bitwise(dtype, K):
+    """The first ``log_prob`` and ``entropy`` of a distribution read the logits in runs
+    of rows (``_log_prob_run``, ``_entropy_run``: the weights of a block of rows at
+    once, several blocks per call): the numbers of the tables, row for row, masked or
+    not, a class that is masked or of logit -inf (-inf), with a sample axis (the rows
+    wrap around), and in the drivers' sums of items of several atoms."""
+    from lograd_fast._engine import cpu
+
+    B = 300
+    rng = np.random.default_rng(K + 1)
+    logits = rng.normal(scale=3.0, size=(B, K)).astype(dtype)
+    logits[5, 1] = -np.inf
+    mask = rng.random((B, K)) > 0.3
+    mask[:, 0] = True
+    mask[7, 2 % K] = K == 2  # (K = 2: class 0 stays the allowed one)
+    for m in (None, mask):
+        tab = lf.Categorical(logits, mask=m)
+        tab.tables  # noqa: B018 - built: the ops read them
+        for x in (rng.integers(0, K, B), rng.integers(0, K, (3, B))):
+            x[..., 5] = 1  # the logit -inf: log-prob -inf
+            x[..., 0] = 0  # an allowed class
+            if m is not None and K > 2:
+                x[..., 7] = 2  # a masked class: -inf
+            d = lf.Categorical(logits, mask=m)
+            assert d._host_record(None) is d._record  # the first op reads the logits
+            d = lf.Categorical(logits, mask=m)
+            got, want = d.log_prob(x), tab.log_prob(x)
+            np.testing.assert_array_equal(got, want)
+            assert np.isneginf(got[..., 5]).all() and np.isfinite(got[..., 0]).all()
+            if m is not None and K > 2:
+                assert np.isneginf(got[..., 7]).all()
+        np.testing.assert_array_equal(lf.Categorical(logits, mask=m).entropy(),
+                                      tab.entropy())
+        # the drivers' items of E atoms (the adapters' event dims): sums in atom order
+        d = lf.Categorical(logits, mask=m)
+        x = rng.integers(0, K, 2 * B)
+        for E in (2, 3):
+            got, want = (np.empty(2 * B // E, dtype) for _ in range(2))
+            cpu.log_prob(d._record, x, got, B, E)
+            cpu.log_prob(tab.tables, x, want, B, E)
+            np.testing.assert_array_equal(got, want)
+            got, want = (np.empty(B // E, dtype) for _ in range(2))
+            cpu.entropy(d._record, got, E)
+            cpu.entropy(tab.tables, want, E)
+            np.testing.assert_array_equal(got, want)
+
+
 def test_runs_of_rows_in_a_call_split_between_threads():
     """A batch of many rows (>= 8 chunks: the call split between threads, each part
     in runs of its own) draws what the tables draw."""

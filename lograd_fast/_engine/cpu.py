@@ -73,13 +73,14 @@ _NONNEG = np.int64(2**62 - 1)
 # Categorical.sample_and_score 2.05 -> 1.64 s).  The copies are cached on disk like any
 # kernel (``_engine/cache.py``), under the driver's name and the family's.
 _FAMILY_OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1",
-               "reflect1", "reparam1", "sample_run1", "sample_score_run1", "prepare1")
+               "reflect1", "reparam1", "sample_run1", "sample_score_run1", "prepare1",
+               "log_prob_run1", "entropy_run1")
 _SPECIALISED: dict = {}
 # the family's record classes, bound in each specialised copy (see ``_for``)
 Params = Scores = None
 # optional: a family's own loops over a run of atoms of consecutive batch elements
 # (``dispatch.py``); None where it has none (the driver's branch is compiled out)
-sample_run1 = sample_score_run1 = prepare1 = None
+sample_run1 = sample_score_run1 = prepare1 = log_prob_run1 = entropy_run1 = None
 
 
 @njit(inline="always")
@@ -179,6 +180,16 @@ def _log_prob_range(pt, x, out, st, B, E, lo, hi):
     # what the adapters' backward passes need (one compiled call and one read of x
     # instead of two: ~2.5 us less per small call); without, the branch is compiled out
     p = Params(*pt)
+    if log_prob_run1 is not None and Scores is None:  # the family's loop over runs of
+        # rows (pruned where it has none): stretches of consecutive rows, whole items
+        a, end = lo * E, hi * E
+        b = a % B
+        while a < end:
+            n = min(end - a, B - b) & _NONNEG
+            log_prob_run1(p, b & _NONNEG, n, x, a & _NONNEG, out, E)
+            a += n
+            b = 0
+        return
     if Scores is not None:
         s = Scores(*st)
     a = lo * E
@@ -266,6 +277,9 @@ def _sample_score_range(pt, key, x, st, out, B, E, direct, lo, hi, scratch):
 @_generic
 def _entropy_range(pt, out, E, lo, hi):
     p = Params(*pt)
+    if entropy_run1 is not None:  # the family's loop over runs of rows (pruned elsewhere)
+        entropy_run1(p, (lo * E) & _NONNEG, ((hi - lo) * E) & _NONNEG, out, E)
+        return
     for g in range(lo, hi):
         acc = 0.0
         for e in range(E):

@@ -43,6 +43,10 @@ Optional entry points (a family provides them when its maths allows):
     log-probs into ``lps[k ..]``, the same numbers; for maths whose per-element loops
     are too short to vectorise (Categorical's exps over a few classes: one loop over
     many rows)
+``log_prob_run1(p, b, n, x, i, out, E)``, ``entropy_run1(p, b, n, out, E)``
+    CPU only: ``log_prob1`` of the atoms ``i ..`` of rows ``b ..`` (``entropy1`` of
+    rows ``b ..``), ``n`` of them, whole items of ``E``: each item's sum (from 0.0, in
+    atom order, as the drivers sum) into ``out[atom // E]``; the same numbers
 ``prepare1(p) -> bool``
     CPU only: what the family's ``prepare`` does, compiled -- fill the record's derived
     fields (float64 arrays after the parameters, one element per atom, scratch on
@@ -72,7 +76,8 @@ reflect1 = dispatch_on_record("reflect1", REGISTRY, 3)
 reparam1 = dispatch_on_record("reparam1", REGISTRY, 5)
 
 OPS = ("sample1", "log_prob1", "score1", "sample_score1", "entropy1", "kl1")
-OPTIONAL_OPS = ("reflect1", "reparam1", "sample_run1", "sample_score_run1", "prepare1")
+OPTIONAL_OPS = ("reflect1", "reparam1", "sample_run1", "sample_score_run1", "prepare1",
+                "log_prob_run1", "entropy_run1")
 
 
 def supports(params_cls: type, op: str) -> bool:
