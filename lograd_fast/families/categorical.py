@@ -536,33 +536,9 @@ def _log_prob_run(p, b, n, x, i, out, E):
     """``log_prob1`` of the atoms ``i .. i+n-1`` of rows ``b .. b+n-1`` (whole items of
     ``E`` atoms), each item's sum into ``out[(i + t) // E]``: the numbers of
     :func:`_log_prob_row` (summed as the driver sums them), the exps of a block of rows
-    at once.  Rows of at most ``_RUN`` classes."""
-    logits, mask = p.logits, p.mask
-    K = logits.shape[1]
-    w, tops = _run_block(), _run_block()
-    per = _RUN // K
-    acc = 0.0
-    for r in range(0, n, per):
-        _run_weights(logits, mask, b + r, min(per, n - r), w, tops, 0)
-        for t in range(r, min(r + per, n)):
-            c = x[i + t]
-            lk = np.float64(logits[b + t, c])
-            if _allowed(mask, b + t, c, lk):
-                o = (t - r) * K
-                total = _add_weights(w[o:o + K], K, 0, 0.0, 0)[0]
-                acc += lk - (tops[t - r] + m.log(total))
-            else:
-                acc += -np.inf
-            if (i + t + 1) % E == 0:
-                out[(i + t) // E] = acc
-                acc = 0.0
-
-
-@jitable
-def _entropy_run(p, b, n, out, E):
-    """``entropy1`` of rows ``b .. b+n-1`` (whole items of ``E`` rows), each item's sum
-    into ``out[(b + t) // E]``: the numbers of :func:`_entropy_row`, the exps of a block
-    of rows at once (one exp per class, not two)."""
+    at once.  Rows of at most ``_RUN`` classes.  With ``x`` None, ``entropy1`` of the
+    rows instead (:func:`_entropy_row`'s numbers, one exp per class where it takes two;
+    the branch is chosen by ``x``'s type when compiled)."""
     logits, mask = p.logits, p.mask
     K = logits.shape[1]
     w, tops = _run_block(), _run_block()
@@ -572,18 +548,34 @@ def _entropy_run(p, b, n, out, E):
         _run_weights(logits, mask, b + r, min(per, n - r), w, tops, 0)
         for t in range(r, min(r + per, n)):
             o = (t - r) * K
-            total = _add_weights(w[o:o + K], K, 0, 0.0, 0)[0]
-            norm = tops[t - r] + m.log(total)
-            inv = 1.0 / total
-            h = 0.0  # the row's entropy, then added to its item's (as the driver sums)
-            for q in range(K):
-                pk = w[o + q] * inv
-                if pk > 0.0:
-                    h -= pk * (np.float64(logits[b + t, q]) - norm)
-            acc += h
-            if (b + t + 1) % E == 0:
-                out[(b + t) // E] = acc
+            if x is None:  # the row's entropy, then added to its item's
+                total = _add_weights(w[o:o + K], K, 0, 0.0, 0)[0]
+                norm = tops[t - r] + m.log(total)
+                inv = 1.0 / total
+                h = 0.0
+                for q in range(K):
+                    pk = w[o + q] * inv
+                    if pk > 0.0:
+                        h -= pk * (np.float64(logits[b + t, q]) - norm)
+                acc += h
+            else:
+                c = x[i + t]
+                lk = np.float64(logits[b + t, c])
+                if _allowed(mask, b + t, c, lk):
+                    total = _add_weights(w[o:o + K], K, 0, 0.0, 0)[0]
+                    acc += lk - (tops[t - r] + m.log(total))
+                else:
+                    acc += -np.inf
+            if (i + t + 1) % E == 0:
+                out[(i + t) // E] = acc
                 acc = 0.0
+
+
+@jitable
+def _entropy_run(p, b, n, out, E):
+    """``entropy1`` of rows ``b .. b+n-1`` (whole items of ``E`` rows), each item's sum
+    into ``out[(b + t) // E]`` (:func:`_log_prob_run` without a value)."""
+    _log_prob_run(p, b, n, None, b, out, E)
 
 
 @jitable
