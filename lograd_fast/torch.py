@@ -1245,10 +1245,13 @@ class Distribution(_td.Distribution):
 
     def _flat_log_prob_score(self, x: torch.Tensor, params: list) -> tuple | None:
         """``(log_prob, [scores])`` of a value of the parameters' own shape and dtype,
-        every tensor dense (an update's stored actions): computed on their memory by
-        :func:`lograd_fast.distribution.log_prob_and_score_flat`, without building the
-        lograd_fast distribution (a private copy of the parameters, checked layouts:
-        ~8 us of an update); None where the call needs the general path."""
+        every tensor dense (an update's stored actions): computed on their memory
+        without building the lograd_fast distribution (a private copy of the
+        parameters, checked layouts: ~8 us of an update) -- on their raw pointers where
+        the family has that call (:func:`lograd_fast._engine.cpu.checked_log_prob_score_raw`),
+        else through numpy (:func:`lograd_fast.distribution.log_prob_and_score_flat`,
+        which also raises the errors of bad values); None where the call needs the
+        general path."""
         shape = x.shape
         if self._mask is not None or x.dtype != params[0].dtype or not x.is_contiguous():
             return None

@@ -687,6 +687,29 @@ def test_the_raw_pointer_update_call_equals_the_numpy_route(dtype, monkeypatch):
             for a, b in zip(raw[1], ref[1]):
                 assert torch.equal(a, b) and a.shape == b.shape
             assert raw[0]._base is None
+    # threads: each its own scratch for the derived fields (the same numbers; calls
+    # long enough, 20000 elements, that the threads' kernels overlap: ctypes releases
+    # the GIL)
+    import threading
+
+    big = [(torch.randn(100, 200, generator=g, dtype=dtype) * 0.3).requires_grad_()
+           for _ in range(4)]
+    xb = torch.randn(100, 200, generator=g, dtype=dtype)
+    want = [d._flat_log_prob_score(xb, d._params) for d in (
+        lft.Normal(xb.detach() * 0.5, log_scale=b) for b in big)]
+    got = [None] * 4
+
+    def work(k):
+        for _ in range(50):
+            d = lft.Normal(xb.detach() * 0.5, log_scale=big[k])
+            got[k] = d._flat_log_prob_score(xb, d._params)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (lp_g, s_g), (lp_w, s_w) in zip(got, want):
+        assert torch.equal(lp_g, lp_w) and all(torch.equal(a, b) for a, b in zip(s_g, s_w))
     lp = lft.Normal(mean, std).log_prob(x)
     lp.mul_(2.0)  # as torch's log_prob allows
     lp.sum().backward()

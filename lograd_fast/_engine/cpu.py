@@ -398,9 +398,13 @@ def checked_log_prob_score(params_cls: type, scores_cls: type, dtype):
     key = (params_cls, dtype)
     fn = _CHECKED.get(key)
     if fn is None and key not in _CHECKED:
-        fn = _CHECKED[key] = None if getattr(REGISTRY[params_cls], "prepare1", None) is None \
-            else _specialise(_checked_log_prob_score_range, params_cls,
-                             np.dtype(dtype) == np.float32, scores_cls)
+        dt = np.dtype(dtype)  # (a dtype or a scalar type: one copy per dtype)
+        norm = (params_cls, dt)
+        if norm not in _CHECKED:
+            _CHECKED[norm] = None if getattr(REGISTRY[params_cls], "prepare1", None) is None \
+                else _specialise(_checked_log_prob_score_range, params_cls,
+                                 dt == np.float32, scores_cls)
+        fn = _CHECKED[key] = _CHECKED[norm]
     return fn
 
 
