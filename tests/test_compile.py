@@ -317,3 +317,32 @@ def test_box_muller_is_one_cached_kernel_per_dtype_inlined_into_the_variate_pass
         assert fill["defined"] == [] and fill["packed"] > 0, first["fills"]
     assert not any(k in second["compiled"] for k in kernels), second["compiled"]
     assert "lograd_fast._engine.rng._std_gamma_log_kernel_f64" in second["compiled"]
+
+
+TORCH_UPDATE = """
+    import json
+    import torch
+    from lograd_fast import precompile
+    import lograd_fast.torch as lft
+    from lograd_fast._engine import cpu
+
+    m = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    s = torch.rand(8, 3, dtype=torch.float64) + 0.5
+    with precompile.kernel_compiles() as names:
+        lft.Normal(m, s).log_prob(torch.randn(8, 3, dtype=torch.float64)).sum().backward()
+    raw = [c for _, c in cpu._RAW.values() if c is not None]
+    print(json.dumps({"compiled": names, "raw_hits": [c._cache_hits for c in raw]}))
+"""
+
+
+@pytest.mark.slow
+def test_precompile_covers_the_torch_update(tmp_path):
+    """After ``lograd-fast compile`` of Normal, the torch adapter's update compiles
+    nothing: its checked driver and its raw-pointer ``cfunc`` (which Numba's compile
+    events do not report: its own cache hit is checked) come from the cache."""
+    pytest.importorskip("torch")
+    cache = tmp_path / "cache"
+    proc = _cli("--families", "Normal", "--dtypes", "float64", "--no-shared", cache=cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = _python(TORCH_UPDATE, cache)
+    assert out["compiled"] == [] and out["raw_hits"] == [1], out
