@@ -150,6 +150,7 @@ def _warm_family(family: str, dtype: str) -> None:
         from ._engine import cpu  # its call on raw pointers (a cfunc: cached at creation)
 
         cpu.checked_log_prob_score_raw(fam.params_cls, fam.scores_cls, d.dtype)
+        cpu.checked_sample_score_raw(fam.params_cls, fam.scores_cls, d.dtype)  # rollout
     if family == "Categorical":  # the torch adapter's update calls
         from .families import categorical
 

@@ -234,13 +234,35 @@ _SCRATCH = threading.local()
 
 
 def _scratch(n: int) -> int:
-    """The address of ``n`` float64 of this thread's scratch (the record's derived
-    fields of a raw-pointer call: written and read within the call)."""
+    """The address of ``n`` float64 of this thread's scratch (a raw-pointer call's
+    derived fields and buffers: written and read within the call; 64-byte aligned)."""
     got = getattr(_SCRATCH, "got", None)  # (size, address, the array that owns it)
     if got is None or got[0] < n:
-        buf = np.empty(max(n, 4096))
-        got = _SCRATCH.got = (buf.shape[0], buf.ctypes.data, buf)
+        buf = np.empty(max(n, 4096) + 8)
+        address = -(-buf.ctypes.data // 64) * 64
+        got = _SCRATCH.got = (buf.shape[0] - 8, address, buf)
     return got[1]
+
+
+_RAW_STEPS: dict = {}
+
+
+def _raw_step(name: str, dtype: torch.dtype, n: int, E: int):
+    """``(run, nv, v_size, nl, direct)``: the family's raw-pointer RL step
+    (``cpu.checked_sample_score_raw``) and its scratch sizes for ``n`` atoms in items of
+    ``E`` (``v_size``: the variates' bytes per element), or None."""
+    key = (name, dtype, n, E)
+    got = _RAW_STEPS.get(key, _UNSET)
+    if got is _UNSET:
+        if len(_RAW_STEPS) >= 1024:  # many batch sizes: start over
+            _RAW_STEPS.clear()
+        fam = FAMILY_CLASSES[name].family
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        run = cpu.checked_sample_score_raw(fam.params_cls, fam.scores_cls, np_dtype)
+        sizes = None if run is None else cpu.step_sizes(fam.params_cls, np_dtype, n, E)
+        got = _RAW_STEPS[key] = None if sizes is None else (
+            run, sizes[0], sizes[1].itemsize, sizes[2], sizes[3])
+    return got
 
 
 _RAW_RUNNERS: dict = {}
@@ -1311,6 +1333,10 @@ class Distribution(_td.Distribution):
         if self._lean():  # no torch operation here records a graph: no no_grad needed
             shape = self._shape(sample_shape)
             seed_i = _global_seed() if seed is None else int(self._seed(seed))
+            got = None if shape else self._raw_sample(seed_i)
+            if got is not None:
+                self._drawn = (got[0], got[1], _versions(self._params, self._mask))
+                return got[0]
             x, lp, _ = self._lf_dist().sample_and_score(_n(shape), seed=seed_i)
             x, lp = torch.from_numpy(x), torch.from_numpy(lp)
             if len(shape) > 1:
@@ -1337,6 +1363,42 @@ class Distribution(_td.Distribution):
                                   shape, seed_t)
             self._drawn = (x, lp, _versions(self._params, self._mask))
             return x
+
+    def _raw_sample(self, seed: int) -> tuple | None:
+        """``(x, log_prob(x))`` of one draw from the family's raw-pointer RL step on the
+        parameters' memory (dense, of one shape; no lograd_fast distribution built),
+        or None where the call needs the general path (which also raises the errors of
+        bad parameters: the raw step draws nothing then)."""
+        params, shape = self._params, self._full_shape
+        if self._mask is not None or len(params) != 2:
+            return None
+        for p in params:
+            if p.shape != shape or not p.is_contiguous():
+                return None
+        n, k = params[0].numel(), self._event_ndims
+        E = math.prod(shape[len(shape) - k:]) if k else 1
+        step = _raw_step(self._lf_name, params[0].dtype, n, E) if n else None
+        if step is None:
+            return None
+        run, nv, v_size, nl, direct = step
+        dtype = params[0].dtype
+        x = torch.empty(shape, dtype=dtype)
+        lp = torch.empty(shape[:len(shape) - k] if k else shape, dtype=dtype)
+        scores = torch.empty((2,) + tuple(shape), dtype=dtype)  # written, not kept
+        first, row = scores.data_ptr(), n * x.element_size()
+        v_off = -(-(2 * n * 8) // 64) * 64  # fields, then the variates, then the lps
+        l_off = v_off + -(-(nv * v_size) // 64) * 64
+        base = _scratch((l_off + 8 * nl) // 8 + 1)
+        if seed <= 0xFFFFFFFF:
+            lo, hi = seed, 0
+        else:
+            lo, hi = seed & 0xFFFFFFFF, seed >> 32
+        if run(params[0].data_ptr(), params[1].data_ptr(), lo, hi, 0, x.data_ptr(),
+               lp.data_ptr(), first, first + row, base, base + v_off, nv,
+               lp.data_ptr() if direct else base + l_off, n if direct else nl, n, E,
+               direct):
+            return None
+        return x, lp
 
     def sample_and_log_prob(self, sample_shape: Any = _NO_SHAPE,
                             seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -910,3 +910,44 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_raw_pointer_rollout_step_equals_the_general_path(dtype, monkeypatch):
+    """A rollout's ``sample()`` (one draw, dense parameters) on the parameters' raw
+    pointers (the construction's checks and the RL step's fused draw in one C call):
+    bit for bit the draws and log-probs of the general path, for small and 2**32-plus
+    seeds, event dims, a batch of several variate passes; a bad parameter draws nothing
+    there and the general path raises its error."""
+    taken = []
+    raw = lft.Distribution._raw_sample
+
+    def counted(self, seed):
+        got = raw(self, seed)
+        taken.append(got is not None)
+        return got
+    monkeypatch.setattr(lft.Distribution, "_raw_sample", counted)
+    g = torch.Generator().manual_seed(4)
+    for shape, ev in (((5, 3), 0), ((5, 3), 1), ((3000,), 0), ((2, 700, 3), 2)):
+        mean = torch.randn(shape, generator=g, dtype=dtype)
+        std = (0.3 * torch.randn(shape, generator=g, dtype=dtype)).exp()
+        for cls in (lft.Normal, lft.TanhNormal):
+            for seed in (7, 2**40 + 3):
+                taken.clear()
+                d = cls(mean, std, event_ndims=ev)
+                x = d.sample(seed=seed)
+                lp = d.log_prob(x)
+                assert taken == [True]
+                with monkeypatch.context() as m:
+                    m.setattr(lft.Distribution, "_raw_sample", lambda self, seed: None)
+                    ref = cls(mean, std, event_ndims=ev)
+                    x_ref = ref.sample(seed=seed)
+                    lp_ref = ref.log_prob(x_ref)
+                assert torch.equal(x, x_ref) and torch.equal(lp, lp_ref)
+                assert x.shape == x_ref.shape and lp.shape == lp_ref.shape
+    bad = torch.zeros(4, 3, dtype=dtype)
+    bad[1, 2] = math.nan
+    taken.clear()
+    with pytest.raises(ValueError, match="loc contains NaN"):
+        lft.Normal(bad, torch.ones(4, 3, dtype=dtype)).sample()
+    assert taken == [False]  # the raw step refused, the general path raised

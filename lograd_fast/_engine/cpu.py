@@ -465,6 +465,92 @@ def _raw_function(params_cls: type, scores_cls: type, dtype: np.dtype):
                             ctypes.c_int64)(compiled.address), compiled
 
 
+# The RL step on raw pointers, for the torch adapter's rollout: the construction's
+# checks (``prepare1``) and the step's fused draw (``_sample_score_range``, one draw per
+# atom) in one C call, the key as three integers, the variate and log-prob scratch
+# given by the caller.  Same record layout as the update's call.
+@_generic
+def _prepare_range(pt):
+    return prepare1(Params(*pt))
+
+
+def _checked_sample_score_raw(loc, log_scale, seed_lo, seed_hi, stream, x, lp, s_loc,
+                              s_log_scale, fields, vbuf, nv, lps, nl, n, E, direct):
+    f = carray(fields, (2, n))
+    pt = (carray(loc, n), carray(log_scale, n), f[0], f[1])
+    if prepare_range(pt):
+        return 1
+    sample_range(pt, (seed_lo, seed_hi, stream, np.int64(0)), carray(x, n),
+                 (carray(s_loc, n), carray(s_log_scale, n)), carray(lp, n // E), n, E,
+                 direct, 0, n // E, (carray(vbuf, nv), carray(lps, nl)))
+    return 0
+
+
+prepare_range = sample_range = None  # bound in each compiled copy (the family's drivers)
+
+
+def checked_sample_score_raw(params_cls: type, scores_cls: type, dtype):
+    """The RL step of the location-scale families with ``prepare1`` as a ``ctypes``
+    function of raw pointers ``(loc, log_scale, seed_lo, seed_hi, stream, x, log_prob,
+    score_loc, score_log_scale, fields, vbuf, nv, lps, nl, n, E, direct) -> int`` (C
+    arrays of ``n`` elements of ``dtype``; ``log_prob``: ``n // E``; ``fields``: 2 n
+    float64; ``vbuf``: ``nv`` variates, ``lps``: ``nl`` float64 -- or ``log_prob``
+    itself where ``direct``: see :func:`step_sizes`); 0, or 1 for a bad parameter
+    (nothing drawn).  None where :func:`checked_log_prob_score_raw` is None."""
+    key = ("sample", params_cls, np.dtype(dtype))
+    got = _RAW.get(key)
+    if got is None:
+        got = _RAW[key] = _raw_sampler(params_cls, scores_cls, key[2]) or (None, None)
+    return got[0]
+
+
+def step_sizes(params_cls: type, dtype, n: int, E: int) -> tuple | None:
+    """``(nv, vdtype, nl, direct)`` of the raw step for ``n`` atoms in items of ``E``:
+    the variate scratch (length, dtype), the log-prob scratch (float64 length; 0 where
+    ``direct``: the log-probs go to ``log_prob`` in place); None where the step would
+    split between threads or the family's variates per atom are not a constant."""
+    items = n // E
+    if not one_part(-(-items // per_items(E))):
+        return None
+    v = variates(params_cls)
+    if type(v.per_atom) is not int:
+        return None
+    dt = np.dtype(dtype)
+    atoms, direct = _pass_sizes(items, E, dt)
+    return atoms * v.per_atom + _PAD, variate_dtype(v.kind, dt), 0 if direct else atoms, \
+        direct
+
+
+def _raw_sampler(params_cls: type, scores_cls: type, dtype: np.dtype):
+    import ctypes
+
+    from numba import cfunc
+    from numba import types as nt
+
+    if checked_log_prob_score_raw(params_cls, scores_cls, dtype) is None:
+        return None
+    f32 = dtype == np.float32
+    kind = variates(params_cls).kind
+    if kind == "block":  # a 2-D scratch: not this call's layout
+        return None
+    raw = _checked_sample_score_raw
+    bound = {"prepare_range": _specialise(_prepare_range, params_cls, f32, None),
+             "sample_range": _specialise(_sample_score_range, params_cls, f32, scores_cls)}
+    copy = pytypes.FunctionType(raw.__code__, {**raw.__globals__, **bound},
+                                f"{raw.__name__}__{params_cls.__name__}{'_f32' if f32 else ''}")
+    copy.__qualname__ = copy.__name__
+    ptr = nt.CPointer(nt.float32 if f32 else nt.float64)
+    vptr = nt.CPointer(nt.float32 if variate_dtype(kind, dtype) == np.float32 else nt.float64)
+    f64p, i64, u64 = nt.CPointer(nt.float64), nt.int64, nt.uint64
+    sig = nt.int64(ptr, ptr, u64, u64, u64, ptr, ptr, ptr, ptr, f64p, vptr, i64, f64p, i64,
+                   i64, i64, nt.boolean)
+    compiled = cfunc(sig, cache=True, nopython=True)(copy)
+    c = ctypes
+    return c.CFUNCTYPE(c.c_int64, c.c_void_p, c.c_void_p, c.c_uint64, c.c_uint64, c.c_uint64,
+                       *[c.c_void_p] * 6, c.c_int64, c.c_void_p, c.c_int64, c.c_int64,
+                       c.c_int64, c.c_bool)(compiled.address), compiled
+
+
 def _pass_sizes(n: int, E: int, out_dtype) -> tuple[int, bool]:
     """``(atoms, direct)`` of a fused call of ``n`` items of ``E`` atoms: the atoms of
     one pass (whole items), and whether ``out`` takes the atoms' log-probs in place
