@@ -78,6 +78,7 @@ if not hasattr(torch.library, "register_vmap"):  # register_fake/register_vmap: 
 __all__ = ["Distribution", "Normal", "TanhNormal", "Categorical", "log_prob"]
 
 _FLOATS = (torch.float32, torch.float64)
+_NUMPY_FLOAT = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 _SEED_MAX = 2**62
 _NO_SHAPE = torch.Size()
 
@@ -248,20 +249,27 @@ _RAW_STEPS: dict = {}
 
 
 def _raw_step(name: str, dtype: torch.dtype, n: int, E: int):
-    """``(run, nv, v_size, nl, direct)``: the family's raw-pointer RL step
-    (``cpu.checked_sample_score_raw``) and its scratch sizes for ``n`` atoms in items of
-    ``E`` (``v_size``: the variates' bytes per element), or None."""
+    """``(run, nv, nl, direct, v_off, l_off, words)``: the family's raw-pointer RL step
+    (``cpu.checked_sample_score_raw``) for ``n`` atoms in items of ``E``, its variate
+    and log-prob scratch lengths (``cpu.step_sizes``), and where they lie in this
+    thread's scratch (byte offsets after the 2 n float64 fields, 64-byte aligned; its
+    size in float64 words), or None."""
     key = (name, dtype, n, E)
     got = _RAW_STEPS.get(key, _UNSET)
     if got is _UNSET:
         if len(_RAW_STEPS) >= 1024:  # many batch sizes: start over
             _RAW_STEPS.clear()
         fam = FAMILY_CLASSES[name].family
-        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        np_dtype = _NUMPY_FLOAT[dtype]
         run = cpu.checked_sample_score_raw(fam.params_cls, fam.scores_cls, np_dtype)
         sizes = None if run is None else cpu.step_sizes(fam.params_cls, np_dtype, n, E)
-        got = _RAW_STEPS[key] = None if sizes is None else (
-            run, sizes[0], sizes[1].itemsize, sizes[2], sizes[3])
+        got = None
+        if sizes is not None:
+            nv, v_dtype, nl, direct = sizes
+            v_off = -(-(2 * n * 8) // 64) * 64  # the fields, the variates, the log-probs
+            l_off = v_off + -(-(nv * v_dtype.itemsize) // 64) * 64
+            got = (run, nv, nl, direct, v_off, l_off, (l_off + 8 * nl) // 8 + 1)
+        _RAW_STEPS[key] = got
     return got
 
 
@@ -276,7 +284,7 @@ def _raw_runner(name: str, dtype: torch.dtype):
     if got is _UNSET:
         fam = FAMILY_CLASSES[name].family
         got = _RAW_RUNNERS[(name, dtype)] = cpu.checked_log_prob_score_raw(
-            fam.params_cls, fam.scores_cls, torch.empty((), dtype=dtype).numpy().dtype)
+            fam.params_cls, fam.scores_cls, _NUMPY_FLOAT[dtype])
     return got
 
 
@@ -1275,13 +1283,12 @@ class Distribution(_td.Distribution):
         which also raises the errors of bad values); None where the call needs the
         general path."""
         shape = x.shape
-        if self._mask is not None or x.dtype != params[0].dtype or not x.is_contiguous():
+        if x.dtype != params[0].dtype or not x.is_contiguous():
             return None
-        for p in params:
-            if p.shape != shape or not p.is_contiguous():
-                return None
+        E = self._dense_items(shape, params)
+        if E is None:
+            return None
         k = self._event_ndims
-        E = math.prod(shape[len(shape) - k:]) if k else 1
         n = x.numel()
         run = _raw_runner(self._lf_name, x.dtype) if 0 < n < _ONE_CALL_ATOMS else None
         if run is not None:  # the compiled call on the tensors' memory (see
@@ -1307,6 +1314,18 @@ class Distribution(_td.Distribution):
                 torch.from_numpy(block[1:].reshape((len(block) - 1,) + shape)).unbind())
         return _out(block[0, :x.numel() // E], shape[:len(shape) - k], x.device), [
             _out(row, shape, x.device) for row in block[1:]]
+
+    def _dense_items(self, shape: torch.Size, params: list | None = None) -> int | None:
+        """Atoms per item (the event's size) where every parameter (``params``, else
+        the distribution's) is a dense tensor of ``shape`` and there is no mask: what
+        the calls on the tensors' own memory take; else None."""
+        if self._mask is not None:
+            return None
+        for p in self._params if params is None else params:
+            if p.shape != shape or not p.is_contiguous():
+                return None
+        k = self._event_ndims
+        return math.prod(shape[len(shape) - k:]) if k else 1
 
     def _call(self, fn, *args):
         """``fn(*args)`` with this distribution named as the owner of the operator calls
@@ -1370,29 +1389,19 @@ class Distribution(_td.Distribution):
         or None where the call needs the general path (which also raises the errors of
         bad parameters: the raw step draws nothing then)."""
         params, shape = self._params, self._full_shape
-        if self._mask is not None or len(params) != 2:
-            return None
-        for p in params:
-            if p.shape != shape or not p.is_contiguous():
-                return None
-        n, k = params[0].numel(), self._event_ndims
-        E = math.prod(shape[len(shape) - k:]) if k else 1
-        step = _raw_step(self._lf_name, params[0].dtype, n, E) if n else None
+        E = self._dense_items(shape) if len(params) == 2 else None
+        n = params[0].numel()
+        step = _raw_step(self._lf_name, params[0].dtype, n, E) if E and n else None
         if step is None:
             return None
-        run, nv, v_size, nl, direct = step
-        dtype = params[0].dtype
+        run, nv, nl, direct, v_off, l_off, words = step
+        dtype, k = params[0].dtype, self._event_ndims
         x = torch.empty(shape, dtype=dtype)
         lp = torch.empty(shape[:len(shape) - k] if k else shape, dtype=dtype)
         scores = torch.empty((2,) + tuple(shape), dtype=dtype)  # written, not kept
         first, row = scores.data_ptr(), n * x.element_size()
-        v_off = -(-(2 * n * 8) // 64) * 64  # fields, then the variates, then the lps
-        l_off = v_off + -(-(nv * v_size) // 64) * 64
-        base = _scratch((l_off + 8 * nl) // 8 + 1)
-        if seed <= 0xFFFFFFFF:
-            lo, hi = seed, 0
-        else:
-            lo, hi = seed & 0xFFFFFFFF, seed >> 32
+        base = _scratch(words)
+        lo, hi = seed & 0xFFFFFFFF, seed >> 32  # check_seed's halves (stream 0)
         if run(params[0].data_ptr(), params[1].data_ptr(), lo, hi, 0, x.data_ptr(),
                lp.data_ptr(), first, first + row, base, base + v_off, nv,
                lp.data_ptr() if direct else base + l_off, n if direct else nl, n, E,

@@ -114,13 +114,39 @@ def _specialise(driver, params_cls: type, float32: bool, scores_cls: type | None
              cpu_inline(getattr(ops, name), float32=inline)
              for name in driver.__code__.co_names if name in _FAMILY_OPS}
     bound.update(Params=params_cls, Scores=scores_cls)
-    suffix = "_f32" if float32 else ""
-    copy = pytypes.FunctionType(driver.__code__, {**driver.__globals__, **bound},
-                                f"{driver.__name__}__{params_cls.__name__}{suffix}",
-                                driver.__defaults__, driver.__closure__)
+    return njit(**_jit_free)(_bound_copy(driver, bound, params_cls, float32))
+
+
+def _bound_copy(fn, bound: dict, params_cls: type, float32: bool):
+    """A copy of ``fn`` with the names in ``bound`` bound as its globals, named for the
+    family and dtype (``<fn>__<Params>[_f32]``: Numba's disk cache files it under that
+    name, so each family's copy is cached on its own)."""
+    copy = pytypes.FunctionType(fn.__code__, {**fn.__globals__, **bound},
+                                f"{fn.__name__}__{params_cls.__name__}{'_f32' if float32 else ''}",
+                                fn.__defaults__, fn.__closure__)
     copy.__qualname__ = copy.__name__
-    copy.__doc__ = driver.__doc__
-    return njit(**_jit_free)(copy)
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+def _c_function(copy, sig):
+    """``copy`` compiled as a cached Numba ``cfunc`` of signature ``sig`` (pointers,
+    int64/uint64, boolean), and a ``ctypes`` function calling it (prototype derived
+    from ``sig``): ``(ctypes function, cfunc)`` -- keep both, the cfunc owns the code."""
+    import ctypes
+
+    from numba import cfunc
+    from numba import types as nt
+
+    def c_type(t):
+        if isinstance(t, nt.CPointer):
+            return ctypes.c_void_p
+        return {nt.int64: ctypes.c_int64, nt.uint64: ctypes.c_uint64,
+                nt.boolean: ctypes.c_bool}[t]
+
+    compiled = cfunc(sig, cache=True, nopython=True)(copy)
+    proto = ctypes.CFUNCTYPE(c_type(sig.return_type), *[c_type(t) for t in sig.args])
+    return proto(compiled.address), compiled
 
 
 # The drivers take the records as plain tuples (``pt``, ``st``: ``tuple(record)``) and
@@ -395,16 +421,12 @@ def checked_log_prob_score(params_cls: type, scores_cls: type, dtype):
     """:func:`_checked_log_prob_score_range` compiled for the family of ``params_cls``
     and ``dtype`` (called as ``fn(pt, x, out, st, E)``, ``pt``'s derived fields scratch,
     one part: the caller keeps it small); None where the family has no ``prepare1``."""
-    key = (params_cls, dtype)
+    key = (params_cls, np.dtype(dtype))  # (a dtype or a scalar type: one copy per dtype)
     fn = _CHECKED.get(key)
     if fn is None and key not in _CHECKED:
-        dt = np.dtype(dtype)  # (a dtype or a scalar type: one copy per dtype)
-        norm = (params_cls, dt)
-        if norm not in _CHECKED:
-            _CHECKED[norm] = None if getattr(REGISTRY[params_cls], "prepare1", None) is None \
-                else _specialise(_checked_log_prob_score_range, params_cls,
-                                 dt == np.float32, scores_cls)
-        fn = _CHECKED[key] = _CHECKED[norm]
+        fn = _CHECKED[key] = None if getattr(REGISTRY[params_cls], "prepare1", None) is None \
+            else _specialise(_checked_log_prob_score_range, params_cls,
+                             key[1] == np.float32, scores_cls)
     return fn
 
 
@@ -436,33 +458,32 @@ def checked_log_prob_score_raw(params_cls: type, scores_cls: type, dtype):
     arrays of ``n`` elements of ``dtype`` (``log_prob``: ``n // E``), ``fields`` 2 n
     float64 of scratch; 0, or the code of a bad value.  None for a family without
     ``prepare1`` or of another record layout, or with Numba's JIT disabled."""
-    key = (params_cls, np.dtype(dtype))
+    return _raw(_raw_function, params_cls, scores_cls, dtype)
+
+
+def _raw(build, params_cls: type, scores_cls: type, dtype):
+    """``build(params_cls, scores_cls, dtype)``'s ctypes function, built once per
+    family and dtype (None where it gives none)."""
+    key = (build, params_cls, np.dtype(dtype))
     got = _RAW.get(key)
     if got is None:  # (the ctypes function, the compiled cfunc that owns its code)
-        got = _RAW[key] = _raw_function(params_cls, scores_cls, key[1]) or (None, None)
+        got = _RAW[key] = build(params_cls, scores_cls, key[2]) or (None, None)
     return got[0]
 
 
 def _raw_function(params_cls: type, scores_cls: type, dtype: np.dtype):
-    import ctypes
-
-    from numba import cfunc, config
+    from numba import config
     from numba import types as nt
 
     driver = checked_log_prob_score(params_cls, scores_cls, dtype)
     if driver is None or config.DISABLE_JIT or (
             params_cls._fields, scores_cls._fields) != _LOCATION_SCALE:
         return None
-    suffix = "_f32" if dtype == np.float32 else ""
-    raw = _checked_log_prob_score_raw
-    copy = pytypes.FunctionType(raw.__code__, {**raw.__globals__, "checked_range": driver},
-                                f"{raw.__name__}__{params_cls.__name__}{suffix}")
-    copy.__qualname__ = copy.__name__
-    ptr = nt.CPointer(nt.float32 if dtype == np.float32 else nt.float64)
+    f32 = dtype == np.float32
+    ptr = nt.CPointer(nt.float32 if f32 else nt.float64)
     sig = nt.int64(ptr, ptr, ptr, ptr, ptr, ptr, nt.CPointer(nt.float64), nt.int64, nt.int64)
-    compiled = cfunc(sig, cache=True, nopython=True)(copy)
-    return ctypes.CFUNCTYPE(ctypes.c_int64, *[ctypes.c_void_p] * 7, ctypes.c_int64,
-                            ctypes.c_int64)(compiled.address), compiled
+    return _c_function(_bound_copy(_checked_log_prob_score_raw, {"checked_range": driver},
+                                   params_cls, f32), sig)
 
 
 # The RL step on raw pointers, for the torch adapter's rollout: the construction's
@@ -497,11 +518,7 @@ def checked_sample_score_raw(params_cls: type, scores_cls: type, dtype):
     float64; ``vbuf``: ``nv`` variates, ``lps``: ``nl`` float64 -- or ``log_prob``
     itself where ``direct``: see :func:`step_sizes`); 0, or 1 for a bad parameter
     (nothing drawn).  None where :func:`checked_log_prob_score_raw` is None."""
-    key = ("sample", params_cls, np.dtype(dtype))
-    got = _RAW.get(key)
-    if got is None:
-        got = _RAW[key] = _raw_sampler(params_cls, scores_cls, key[2]) or (None, None)
-    return got[0]
+    return _raw(_raw_sampler, params_cls, scores_cls, dtype)
 
 
 def step_sizes(params_cls: type, dtype, n: int, E: int) -> tuple | None:
@@ -522,9 +539,6 @@ def step_sizes(params_cls: type, dtype, n: int, E: int) -> tuple | None:
 
 
 def _raw_sampler(params_cls: type, scores_cls: type, dtype: np.dtype):
-    import ctypes
-
-    from numba import cfunc
     from numba import types as nt
 
     if checked_log_prob_score_raw(params_cls, scores_cls, dtype) is None:
@@ -533,22 +547,14 @@ def _raw_sampler(params_cls: type, scores_cls: type, dtype: np.dtype):
     kind = variates(params_cls).kind
     if kind == "block":  # a 2-D scratch: not this call's layout
         return None
-    raw = _checked_sample_score_raw
     bound = {"prepare_range": _specialise(_prepare_range, params_cls, f32, None),
              "sample_range": _specialise(_sample_score_range, params_cls, f32, scores_cls)}
-    copy = pytypes.FunctionType(raw.__code__, {**raw.__globals__, **bound},
-                                f"{raw.__name__}__{params_cls.__name__}{'_f32' if f32 else ''}")
-    copy.__qualname__ = copy.__name__
     ptr = nt.CPointer(nt.float32 if f32 else nt.float64)
     vptr = nt.CPointer(nt.float32 if variate_dtype(kind, dtype) == np.float32 else nt.float64)
     f64p, i64, u64 = nt.CPointer(nt.float64), nt.int64, nt.uint64
     sig = nt.int64(ptr, ptr, u64, u64, u64, ptr, ptr, ptr, ptr, f64p, vptr, i64, f64p, i64,
                    i64, i64, nt.boolean)
-    compiled = cfunc(sig, cache=True, nopython=True)(copy)
-    c = ctypes
-    return c.CFUNCTYPE(c.c_int64, c.c_void_p, c.c_void_p, c.c_uint64, c.c_uint64, c.c_uint64,
-                       *[c.c_void_p] * 6, c.c_int64, c.c_void_p, c.c_int64, c.c_int64,
-                       c.c_int64, c.c_bool)(compiled.address), compiled
+    return _c_function(_bound_copy(_checked_sample_score_raw, bound, params_cls, f32), sig)
 
 
 def _pass_sizes(n: int, E: int, out_dtype) -> tuple[int, bool]:
